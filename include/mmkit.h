@@ -1,0 +1,9 @@
+/* mmkit.h — memory-mapped file I/O without the sharp edges.
+ * Includes every public mmkit header; see mmkit(3). */
+#ifndef MMKIT_H
+#define MMKIT_H
+
+#include <mmkit/common.h>
+#include <mmkit/map.h>
+
+#endif /* MMKIT_H */
