@@ -5,5 +5,6 @@
 
 #include <mmkit/common.h>
 #include <mmkit/map.h>
+#include <mmkit/guard.h>
 
 #endif /* MMKIT_H */

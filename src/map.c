@@ -47,6 +47,10 @@
 /* Default permissions of files we create: rw-r--r--, before the umask. */
 #define MMK_DEFAULT_MODE 0644
 
+/* Rounds of "open, else create exclusively" before giving up on knowing
+ * whether we created the file (see open_path). */
+#define CREATE_RACE_ROUNDS 4
+
 /* mincore() results are gathered this many pages at a time, on the stack. */
 #define RESIDENT_CHUNK_PAGES 4096
 
@@ -245,34 +249,39 @@ static int reserve_blocks(int fd, uint64_t off, size_t len)
     return err ? -err : 0;
 }
 
-/* Common to mmk_map_open and mmk_map_fd: size the file, pick the range, map. */
+/* Common to mmk_map_open and mmk_map_fd: size the file, pick the range, map.
+ * On failure a file this call grew is shrunk back to its size before. */
 static int map_setup(mmk_map *m, int fd, uint64_t file_size, const mmk_map_opts *o)
 {
+    const uint64_t orig_size = file_size;
     unsigned flags = m->flags;
     uint64_t offset = o->offset;
     size_t len = o->len;
+    bool ovf = false;
     int rc;
 
     if (offset > (uint64_t)INT64_MAX || (len && offset > UINT64_MAX - len))
         return -EOVERFLOW;
     if (flags & MMK_RDWR) {
         if ((rc = grow_file(m, fd, &file_size, o->size)) < 0)
-            return rc;
+            goto fail;
         if (len && (rc = grow_file(m, fd, &file_size, offset + len)) < 0)
-            return rc;
+            goto fail;
     }
+    rc = -EINVAL;
     if (offset > file_size)
-        return -EINVAL;
+        goto fail;
     if (len == 0) {
+        rc = -EOVERFLOW;
         if (file_size - offset > SIZE_MAX)
-            return -EOVERFLOW;
+            goto fail;
         len = (size_t)(file_size - offset);
     } else if (offset + len > file_size) {
-        return -EINVAL; /* read-only or copy map past end of file */
+        goto fail; /* read-only or copy map past end of file */
     }
 
     if ((flags & MMK_RESERVE) && (rc = reserve_blocks(fd, offset, len)) < 0)
-        return rc;
+        goto fail;
 
     m->offset = offset;
     m->len = len;
@@ -283,16 +292,21 @@ static int map_setup(mmk_map *m, int fd, uint64_t file_size, const mmk_map_opts 
     if (len == 0)
         return 0;
 
-    bool ovf = false;
+    rc = -EOVERFLOW;
     if (len > SIZE_MAX - m->delta)
-        return -EOVERFLOW;
+        goto fail;
     size_t map_len = round_up(m->delta + len, m->granule, &ovf);
     if (ovf)
-        return -EOVERFLOW;
+        goto fail;
     if ((rc = map_fresh(m, fd, offset - m->delta, map_len, &m->base)) < 0)
-        return rc;
+        goto fail;
     m->map_len = map_len;
     return 0;
+
+fail:
+    if (file_size != orig_size)
+        (void)mmk__sys.ftruncate(fd, (off_t)orig_size);
+    return rc;
 }
 
 /* Open `path` as the flags ask.  Sets *created when this call made the file
@@ -316,8 +330,10 @@ static int open_path(const char *path, unsigned flags, mode_t mode, bool *create
         return fd;
     }
     /* Create without EXCL, but know whether we created it: try the existing
-     * file first, then an exclusive create; retry if we lose a race. */
-    for (;;) {
+     * file first, then an exclusive create; retry if we lose a race.  A
+     * dangling symlink fails both ways for ever (ENOENT, then EEXIST), so
+     * after a few rounds create through it as open(2) would, not knowing. */
+    for (int round = 0; round < CREATE_RACE_ROUNDS; round++) {
         int fd = mmk__sys.open(path, oflags, 0);
         if (fd >= 0 || errno != ENOENT)
             return fd;
@@ -329,6 +345,7 @@ static int open_path(const char *path, unsigned flags, mode_t mode, bool *create
         if (errno != EEXIST)
             return -1;
     }
+    return mmk__sys.open(path, oflags | O_CREAT, mode);
 }
 
 /* Open the directory holding `path` (to sync the new entry later). */
@@ -416,8 +433,8 @@ int mmk_map_open(mmk_map **out, const char *path, const mmk_map_opts *opts)
         }
         mmk__close_quiet(fd);
     }
-    if (created)
-        atomic_store(&m->size_changed, true); /* a new file's size is new metadata */
+    if (created || (o->flags & MMK_TRUNC))
+        atomic_store(&m->size_changed, true); /* a new or truncated size is new metadata */
     *out = m;
     return 0;
 
@@ -885,7 +902,7 @@ int mmk_map_resize(mmk_map *m, size_t new_len)
                 goto out;
             old_size = file_size;
             if (want > file_size) {
-                if (!writes_reach_file(m) || m->fd < 0) {
+                if (!writes_reach_file(m) || !(m->prot & PROT_WRITE) || m->fd < 0) {
                     rc = -EINVAL; /* read-only and copy maps stay within the file */
                     goto out;
                 }

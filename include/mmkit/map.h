@@ -69,22 +69,27 @@ typedef struct mmk_map_opts {
  * address congruent to the file offset modulo 2 MiB and advised
  * MADV_HUGEPAGE, so the kernel can use large folios.  MMK_LOCKED mlocks the
  * map; a failure (RLIMIT_MEMLOCK: -ENOMEM or -EPERM) fails the open.
- * MMK_RESERVE allocates the blocks of the mapped range (fallocate, falling back
- * to posix_fallocate): with it, writes through the map cannot meet a full disk.
+ * MMK_RESERVE (needs MMK_RDWR) allocates the blocks of the mapped range
+ * (fallocate, falling back to posix_fallocate): with it, writes through the
+ * map cannot meet a full disk.  A created file keeps a descriptor of its
+ * directory until close, so that mmk_map_sync can make the new name durable.
  *
  * Errors: -EINVAL (NULL out or path, bad flags, read-only range past EOF),
- * -EOVERFLOW, -EISDIR (a directory), -ENODEV (a FIFO, socket or device: only
- * regular files are mapped), -ENOENT, -EEXIST, -EACCES, -ELOOP, -ENOMEM,
- * -ENOSPC (MMK_RESERVE or growing on a full disk), or whatever open, fstat,
- * ftruncate or mmap returned.  On error *out is set to NULL and nothing is left
- * open or mapped (a file created by this call is removed again). */
+ * -EOVERFLOW, -EFBIG (a size past INT64_MAX), -EISDIR (a directory), -ENODEV
+ * (a FIFO or device: only regular files are mapped; a socket path fails in
+ * open(2) with -ENXIO), -ENOENT, -EEXIST, -EACCES, -ELOOP, -ENOMEM, -ENOSPC
+ * (MMK_RESERVE or growing on a full disk), or whatever open, fstat, ftruncate
+ * or mmap returned.  On error *out is set to NULL and nothing is left open or
+ * mapped: a file created by this call is removed again and a file it grew is
+ * shrunk back (MMK_TRUNC, done by open(2), cannot be undone). */
 MMK_API int mmk_map_open(mmk_map **out, const char *path, const mmk_map_opts *opts);
 
 /* Like mmk_map_open, on a file descriptor the caller opened.  The caller's `fd`
  * is never closed and may be closed right after the call: the map keeps its
  * own duplicate (F_DUPFD_CLOEXEC) for resize and sync, closed by
  * mmk_map_close.  The access asked for must fit how `fd` was opened (-EACCES
- * otherwise).  MMK_CREATE, MMK_EXCL, MMK_NOFOLLOW and opts->mode do not apply
+ * otherwise; an O_WRONLY descriptor cannot be mapped at all).  -EBADF for a
+ * negative fd.  MMK_CREATE, MMK_EXCL, MMK_NOFOLLOW and opts->mode do not apply
  * (-EINVAL); MMK_TRUNC does. */
 MMK_API int mmk_map_fd(mmk_map **out, int fd, const mmk_map_opts *opts);
 
@@ -116,7 +121,7 @@ MMK_API uint64_t mmk_map_offset(const mmk_map *m);
 MMK_API unsigned mmk_map_flags(const mmk_map *m);
 
 /* Copy n bytes at view offset `off` into buf.  Returns 0, or -EINVAL (NULL map,
- * NULL buf with n > 0, off + n past the view), -EOVERFLOW.  n 0 is a no-op. */
+ * NULL buf with n > 0, off + n past the view or overflowing).  n 0 is a no-op. */
 MMK_API int mmk_map_read(const mmk_map *m, size_t off, void *buf, size_t n);
 
 /* Copy n bytes from buf into the view at `off`.  Returns 0, or -EINVAL (as
@@ -128,7 +133,7 @@ MMK_API int mmk_map_write(mmk_map *m, size_t off, const void *buf, size_t n);
  * when the map changed the file's size; the directory entry of a file the map
  * created is synced too).  n 0 means to the end of the view.  Read-only, copy
  * and anonymous maps have nothing to write back and return 0.  Errors:
- * -EINVAL, -EOVERFLOW, -EIO (the storage failed: the data may be lost). */
+ * -EINVAL (bad range), -EIO (the storage failed: the data may be lost). */
 MMK_API int mmk_map_sync(mmk_map *m, size_t off, size_t n);
 
 /* Start writeback of [off, off + n) (n 0 = to the end) without waiting for it
@@ -159,9 +164,10 @@ MMK_API int mmk_map_protect(mmk_map *m, unsigned access);
 /* Change the length of the view to new_len; the pointer may move (mremap with
  * MREMAP_MAYMOVE), so take mmk_map_ptr() again afterwards.  A MMK_RDWR map
  * grows its file to cover the new length (never shrinks the file); read-only and
- * copy maps can grow only within the file (-EINVAL past end of file); a
- * read-only map opened by path re-opens the path to check the file's size and
- * gives -ESTALE if the file was replaced.  new_len 0 leaves a valid empty map.
+ * copy maps can grow only within the file (-EINVAL past end of file); a map
+ * that holds no descriptor (read-only or copy, by path) re-opens the path to
+ * check the file's size and gives -ESTALE if the file was removed or replaced.
+ * new_len 0 leaves a valid empty map.  -ENOMEM if the length cannot be mapped.
  * MMK_LOCKED and MMK_POPULATE apply to the new part.  Not thread-safe against
  * users of the map.  On error the map is unchanged. */
 MMK_API int mmk_map_resize(mmk_map *m, size_t new_len);
