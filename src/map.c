@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "guard_internal.h"
 #include "os/os.h"
 
 /* Linux UAPI values, for headers older than the kernels we run on. */
@@ -189,6 +190,10 @@ static int map_fresh(const mmk_map *m, int fd, uint64_t aoff, size_t len,
 
 static mmk_map *map_alloc(unsigned flags)
 {
+    /* The fault handler goes in with the first map (unless opted out); a
+     * failure to install leaves copies unguarded, which mmk_guard_active
+     * reports. */
+    (void)mmk__guard_ensure();
     mmk_map *m = calloc(1, sizeof *m);
     if (!m)
         return NULL;
@@ -649,9 +654,23 @@ int mmk_map_read(const mmk_map *m, size_t off, void *buf, size_t n)
         return -EINVAL;
     if (off > m->len || n > m->len - off)
         return -EINVAL;
-    if (n)
-        memcpy(buf, m->base + m->delta + off, n);
-    return 0;
+    if (n == 0)
+        return 0;
+    return mmk__guard_copy_at(buf, m->base + m->delta + off, n, NULL);
+}
+
+/* A write faulted with SIGBUS in the map: a full disk (-ENOSPC) if the page is
+ * inside the file, -EIO if the file shrank below it or the map is private (a
+ * copy-on-write fault only reads the file). */
+static int write_fault_errno(const mmk_map *m, const void *fault)
+{
+    struct stat st;
+    if (m->flags & MMK_COPY)
+        return -EIO;
+    if (m->anon || m->fd < 0 || !fault || mmk__sys.fstat(m->fd, &st) < 0)
+        return -ENOSPC;
+    uint64_t foff = m->offset - m->delta + (uint64_t)((const unsigned char *)fault - m->base);
+    return foff >= (uint64_t)st.st_size ? -EIO : -ENOSPC;
 }
 
 int mmk_map_write(mmk_map *m, size_t off, const void *buf, size_t n)
@@ -662,9 +681,13 @@ int mmk_map_write(mmk_map *m, size_t off, const void *buf, size_t n)
         return -EINVAL;
     if (!(m->prot & PROT_WRITE))
         return -EACCES;
-    if (n)
-        memcpy(m->base + m->delta + off, buf, n);
-    return 0;
+    if (n == 0)
+        return 0;
+    void *fault = NULL;
+    int rc = mmk__guard_copy_at(m->base + m->delta + off, buf, n, &fault);
+    if (rc == -ENOSPC)
+        rc = write_fault_errno(m, fault);
+    return rc;
 }
 
 /* ---- durability -------------------------------------------------------- */
@@ -859,13 +882,19 @@ static int current_file_size(const mmk_map *m, uint64_t *size, int *tmpfd)
  * (for private memory) copy what was there. */
 static int remap(mmk_map *m, int fd, size_t new_map_len, unsigned char **out)
 {
-    void *p = mmk__sys.mremap(m->base, m->map_len, new_map_len, MREMAP_MAYMOVE, NULL);
-    if (p != MAP_FAILED) {
-        *out = p;
-        return 0;
+    /* Shared anonymous memory is a shmem object as large as first mapped:
+     * mremap grows the mapping but not the object, and touching the new
+     * pages raises SIGBUS.  Such a map grows by mapping anew and copying. */
+    bool grow_shared_anon = m->anon && (m->mflags & MAP_SHARED) && new_map_len > m->map_len;
+    if (!grow_shared_anon) {
+        void *p = mmk__sys.mremap(m->base, m->map_len, new_map_len, MREMAP_MAYMOVE, NULL);
+        if (p != MAP_FAILED) {
+            *out = p;
+            return 0;
+        }
+        if (errno != ENOSYS)
+            return mmk__neg_errno();
     }
-    if (errno != ENOSYS)
-        return mmk__neg_errno();
     unsigned char *q;
     int rc = map_fresh(m, fd, m->offset - m->delta, new_map_len, &q);
     if (rc < 0)

@@ -1,0 +1,13 @@
+/* bench/main.c — mmk-bench: the list of scenario groups, one per module.
+ * A new module adds its bench/bench_NAME.c to CMakeLists.txt, declares its
+ * group in harness.h and lists it here. */
+#include "harness.h"
+
+static const bench_group *const groups[] = {
+    &bench_group_map,
+};
+
+int main(int argc, char **argv)
+{
+    return bench_main(argc, argv, groups, sizeof groups / sizeof groups[0]);
+}
