@@ -5,6 +5,7 @@
 
 static const bench_group *const groups[] = {
     &bench_group_map,
+    &bench_group_guard,
 };
 
 int main(int argc, char **argv)

@@ -167,6 +167,42 @@ Test(guard, copy_map_write_after_truncate_is_eio)
     close(fd);
 }
 
+/* Both copy paths (small copies in a scope, large ones through the fixup
+ * routine) report the same errors. */
+Test(guard, every_copy_size_reports_the_same_errors)
+{
+    static const size_t sizes[] = { 1, 64, 2047, 2048, 4096, 3 * 4096 + 5, 65536 };
+    const size_t len = 32 * 4096;
+    cr_assert_eq(mmk_guard_install(), 0);
+    unsigned char *buf = malloc(len);
+    cr_assert_not_null(buf);
+    const char *path = tu_pattern_file("sizes", len, 9);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    unsigned char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    cr_assert_neq(p, MAP_FAILED);
+    void *none = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(none, MAP_FAILED);
+    cr_assert_eq(ftruncate(fd, (off_t)len / 2), 0);
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t n = sizes[i];
+        cr_expect_eq(mmk_guard_copy(buf, p, n), 0, "n=%zu", n);
+        unsigned char want[64];
+        tu_pattern(want, n < 64 ? n : 64, 0, 9);
+        cr_expect_arr_eq(buf, want, n < 64 ? n : 64, "n=%zu", n);
+        /* A source that runs past the new end, and one wholly past it. */
+        if (n > 1)
+            cr_expect_eq(mmk_guard_copy(buf, p + len / 2 - n / 2, n), -EIO, "n=%zu", n);
+        cr_expect_eq(mmk_guard_copy(buf, p + len / 2, n), -EIO, "n=%zu", n);
+        cr_expect_eq(mmk_guard_copy(p + len / 2 + 4096, buf, n), -ENOSPC, "n=%zu", n);
+        cr_expect_eq(mmk_guard_copy(buf, none, n), -EFAULT, "n=%zu", n);
+        cr_expect_eq(mmk_guard_copy(none, buf, n), -EFAULT, "n=%zu", n);
+    }
+    munmap(none, len);
+    munmap(p, len);
+    close(fd);
+    free(buf);
+}
+
 Test(guard, copy_reports_efault_and_eio)
 {
     unsigned char buf[256];

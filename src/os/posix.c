@@ -68,35 +68,37 @@ static int os_sync_file_range(int fd, off_t off, off_t len, unsigned flags)
 #endif
 }
 
-const mmk__os mmk__sys_default = {
-    .open            = os_open,
-    .openat          = os_openat,
-    .close           = close,
-    .dup             = os_dup,
-    .getfl           = os_getfl,
-    .fstat           = fstat,
-    .fstatfs         = fstatfs,
-    .ftruncate       = ftruncate,
-    .fallocate       = os_fallocate,
-    .posix_fallocate = posix_fallocate,
-    .unlink          = unlink,
-    .mmap            = mmap,
-    .munmap          = munmap,
-    .mremap          = os_mremap,
-    .mprotect        = mprotect,
-    .msync           = msync,
-    .madvise         = madvise,
-    .mincore         = os_mincore,
-    .mlock           = mlock,
-    .munlock         = munlock,
-    .fsync           = fsync,
-    .fdatasync       = fdatasync,
-    .sync_file_range = os_sync_file_range,
-    .pread           = pread,
-    .pwrite          = pwrite,
-};
+/* The real calls; one list for the default and the live table. */
+#define OS_REAL_CALLS { \
+    .open            = os_open, \
+    .openat          = os_openat, \
+    .close           = close, \
+    .dup             = os_dup, \
+    .getfl           = os_getfl, \
+    .fstat           = fstat, \
+    .fstatfs         = fstatfs, \
+    .ftruncate       = ftruncate, \
+    .fallocate       = os_fallocate, \
+    .posix_fallocate = posix_fallocate, \
+    .unlink          = unlink, \
+    .mmap            = mmap, \
+    .munmap          = munmap, \
+    .mremap          = os_mremap, \
+    .mprotect        = mprotect, \
+    .msync           = msync, \
+    .madvise         = madvise, \
+    .mincore         = os_mincore, \
+    .mlock           = mlock, \
+    .munlock         = munlock, \
+    .fsync           = fsync, \
+    .fdatasync       = fdatasync, \
+    .sync_file_range = os_sync_file_range, \
+    .pread           = pread, \
+    .pwrite          = pwrite, \
+}
 
-mmk__os mmk__sys = mmk__sys_default;
+const mmk__os mmk__sys_default = OS_REAL_CALLS;
+mmk__os mmk__sys = OS_REAL_CALLS;
 
 void mmk__os_reset(void)
 {
