@@ -128,6 +128,15 @@ static void *mmap_aligned(size_t len, size_t align, uint64_t phase, int prot, in
     return p;
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+/* A fresh mapping may reuse addresses AddressSanitizer remembers as freed
+ * heap; tell it the new pages are valid memory. */
+#define FRESH_PAGES(p, n) __asan_unpoison_memory_region((p), (n))
+#else
+#define FRESH_PAGES(p, n) ((void)0)
+#endif
+
 /* Map `len` bytes (a multiple of the granule) for m, at file offset `aoff`. */
 static void *map_pages(const mmk_map *m, int fd, uint64_t aoff, size_t len, int extra)
 {
@@ -173,6 +182,7 @@ static int map_fresh(const mmk_map *m, int fd, uint64_t aoff, size_t len,
     void *p = map_pages(m, fd, aoff, len, 0);
     if (p == MAP_FAILED)
         return mmk__neg_errno();
+    FRESH_PAGES(p, len);
     int rc = 0;
     if (m->flags & MMK_POPULATE)
         rc = populate(m, fd, p, len, aoff);
@@ -538,6 +548,7 @@ int mmk_map_anon(mmk_map **out, size_t len, unsigned flags)
         if (!ovf) {
             void *p = mmk__sys.mmap(NULL, hlen, m->prot, m->mflags | MAP_HUGETLB, -1, 0);
             if (p != MAP_FAILED) {
+                FRESH_PAGES(p, hlen);
                 m->base = p;
                 m->map_len = hlen;
                 m->granule = huge;
@@ -889,6 +900,7 @@ static int remap(mmk_map *m, int fd, size_t new_map_len, unsigned char **out)
     if (!grow_shared_anon) {
         void *p = mmk__sys.mremap(m->base, m->map_len, new_map_len, MREMAP_MAYMOVE, NULL);
         if (p != MAP_FAILED) {
+            FRESH_PAGES(p, new_map_len);
             *out = p;
             return 0;
         }

@@ -29,5 +29,16 @@ int64_t     tu_file_size(const char *path);   /* -1 if missing */
 int         tu_open_fds(void);
 /* Mappings of this process right now (lines of /proc/self/maps). */
 int         tu_mapping_count(void);
+/* The permission field ("r-xp", "rw-s", ...) of the mapping holding `addr`,
+ * from /proc/self/maps, copied into perms[5]; 0, or -1 if no mapping holds it. */
+int         tu_mapping_perms(const void *addr, char perms[5]);
+/* Under LeakSanitizer, check for leaks now: 1 if there are some (reported on
+ * stderr), else 0; always 0 without it.  Call it where a test ends (a .fini
+ * hook): Criterion ignores the exit status of a test process once the test
+ * has reported, so LSan's own check at exit cannot fail a test. */
+int         tu_leaks(void);
+/* Locked memory of this process in KiB (VmLck in /proc/self/status), -1 if
+ * unknown. */
+long        tu_locked_kib(void);
 
 #endif
