@@ -36,4 +36,8 @@ bad=$(nm -D --defined-only "$libdir/libmmkit.so" | awk '$2 ~ /[TDBRVW]/ {print $
       | sed 's/@.*//' | grep -v '^mmk_' | grep -v '^MMKIT_' || true)
 if [ -n "$bad" ]; then echo "unexpected exported symbols: $bad"; exit 1; fi
 readelf -d "$libdir/libmmkit.so" | grep -q 'SONAME.*libmmkit.so.0'
+# man pages, with a link page per function
+for page in man1/mmk.1 man3/mmkit.3 man3/mmk_map.3 man3/mmk_guard.3 man3/mmk_map_open.3 man3/mmk_guard_copy.3; do
+  test -f "$tmp/prefix/share/man/$page" || { echo "missing man page $page"; exit 1; }
+done
 echo "install check passed"

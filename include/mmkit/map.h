@@ -71,7 +71,12 @@ typedef struct mmk_map_opts {
  * map; a failure (RLIMIT_MEMLOCK: -ENOMEM or -EPERM) fails the open.
  * MMK_RESERVE (needs MMK_RDWR) allocates the blocks of the mapped range
  * (fallocate, falling back to posix_fallocate): with it, writes through the
- * map cannot meet a full disk.  A created file keeps a descriptor of its
+ * map cannot meet a full disk, and a full disk fails the open with -ENOSPC
+ * instead.  It holds on ext4, XFS and tmpfs.  It cannot hold where an
+ * overwrite needs new blocks anyway: copy-on-write filesystems (btrfs, ZFS),
+ * compressed or deduplicated ones, and NFS before v4.2, where the
+ * posix_fallocate fallback only writes zeros; writes there can still fail
+ * with -ENOSPC (mmk_map_write reports it; see mmkit/guard.h).  A created file keeps a descriptor of its
  * directory until close, so that mmk_map_sync can make the new name durable.
  *
  * Errors: -EINVAL (NULL out or path, bad flags, read-only range past EOF),
