@@ -60,8 +60,10 @@
 /* Calibration runs get round numbers from here up (seeds apart from rounds'). */
 #define CALIBRATION_INDEX UINT64_C(1000000)
 
-/* Data files are written and read in pieces of this size. */
-#define IO_CHUNK MIB
+/* Data files are written in 4 MiB pieces: large aligned writes are what
+ * a bulk writer does, and they leave the page cache holding the file in large
+ * folios, which the kernel can map with 2 MiB entries (see map-*-huge). */
+#define IO_CHUNK (4 * MIB)
 
 /* Files the run may register for removal; names are short, relative to the
  * temporary directory, so the signal handler can unlinkat() them. */

@@ -181,10 +181,12 @@ Test(guard, copy_map_write_after_truncate_is_eio)
  * routine) report the same errors. */
 Test(guard, every_copy_size_reports_the_same_errors)
 {
-    static const size_t sizes[] = { 1, 64, 2047, 2048, 4096, 3 * 4096 + 5, 65536 };
+    static const size_t sizes[] = { 1,  2,  3,  4,  5,    7,    8,    9,    15,   16,
+                                    17, 31, 32, 33, 64, 1000, 2047, 2048, 4096,
+                                    3 * 4096 + 5, 65536 };
     const size_t len = 32 * 4096;
     cr_assert_eq(mmk_guard_install(), 0);
-    unsigned char *buf = malloc(len);
+    unsigned char *buf = malloc(len + 32);
     cr_assert_not_null(buf);
     const char *path = tu_pattern_file("sizes", len, 9);
     int fd = open(path, O_RDWR | O_CLOEXEC);
@@ -196,10 +198,17 @@ Test(guard, every_copy_size_reports_the_same_errors)
     cr_assert_eq(ftruncate(fd, (off_t)len / 2), 0);
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         size_t n = sizes[i];
-        cr_expect_eq(mmk_guard_copy(buf, p, n), 0, "n=%zu", n);
-        unsigned char want[64];
-        tu_pattern(want, n < 64 ? n : 64, 0, 9);
-        cr_expect_arr_eq(buf, want, n < 64 ? n : 64, "n=%zu", n);
+        /* Every byte lands, at an odd offset too, and nothing past the end. */
+        for (size_t at = 0; at <= 3 && n + at <= len / 2; at += 3) {
+            memset(buf, 0xee, n + 32);
+            cr_expect_eq(mmk_guard_copy(buf + at, p + at, n), 0, "n=%zu", n);
+            unsigned char *want = malloc(n);
+            tu_pattern(want, n, at, 9);
+            cr_expect_arr_eq(buf + at, want, n, "n=%zu at=%zu", n, at);
+            free(want);
+            for (size_t k = 0; k < 16; k++)
+                cr_expect_eq(buf[at + n + k], 0xee, "n=%zu: wrote past the end", n);
+        }
         /* A source that runs past the new end, and one wholly past it. */
         if (n > 1)
             cr_expect_eq(mmk_guard_copy(buf, p + len / 2 - n / 2, n), -EIO, "n=%zu", n);
