@@ -659,6 +659,15 @@ static int page_span(const mmk_map *m, size_t off, size_t n, bool zero_all,
     return 0;
 }
 
+/* page_span for the entry points taking (m, off, n) with n 0 = to the end. */
+static int user_span(const mmk_map *m, size_t off, size_t n, unsigned char **addr,
+                     size_t *plen)
+{
+    if (!m)
+        return -EINVAL;
+    return page_span(m, off, n, true, addr, plen);
+}
+
 int mmk_map_read(const mmk_map *m, size_t off, void *buf, size_t n)
 {
     if (!m || (!buf && n))
@@ -715,9 +724,7 @@ int mmk_map_sync(mmk_map *m, size_t off, size_t n)
     size_t plen;
     int rc;
 
-    if (!m)
-        return -EINVAL;
-    if ((rc = page_span(m, off, n, true, &addr, &plen)) < 0)
+    if ((rc = user_span(m, off, n, &addr, &plen)) < 0)
         return rc;
     if (!writes_reach_file(m))
         return 0;
@@ -745,9 +752,7 @@ int mmk_map_sync_async(mmk_map *m, size_t off, size_t n)
     size_t plen;
     int rc;
 
-    if (!m)
-        return -EINVAL;
-    if ((rc = page_span(m, off, n, true, &addr, &plen)) < 0)
+    if ((rc = user_span(m, off, n, &addr, &plen)) < 0)
         return rc;
     if (!writes_reach_file(m) || plen == 0)
         return 0;
@@ -819,34 +824,27 @@ int mmk_map_advise(mmk_map *m, size_t off, size_t n, int advice)
     return mmk__neg_errno();
 }
 
-int mmk_map_lock(mmk_map *m, size_t off, size_t n)
+static int lock_span(mmk_map *m, size_t off, size_t n, int (*call)(const void *, size_t))
 {
     unsigned char *addr;
     size_t plen;
     int rc;
 
-    if (!m)
-        return -EINVAL;
-    if ((rc = page_span(m, off, n, true, &addr, &plen)) < 0)
+    if ((rc = user_span(m, off, n, &addr, &plen)) < 0)
         return rc;
-    if (plen && mmk__sys.mlock(addr, plen) < 0)
+    if (plen && call(addr, plen) < 0)
         return mmk__neg_errno();
     return 0;
 }
 
+int mmk_map_lock(mmk_map *m, size_t off, size_t n)
+{
+    return lock_span(m, off, n, mmk__sys.mlock);
+}
+
 int mmk_map_unlock(mmk_map *m, size_t off, size_t n)
 {
-    unsigned char *addr;
-    size_t plen;
-    int rc;
-
-    if (!m)
-        return -EINVAL;
-    if ((rc = page_span(m, off, n, true, &addr, &plen)) < 0)
-        return rc;
-    if (plen && mmk__sys.munlock(addr, plen) < 0)
-        return mmk__neg_errno();
-    return 0;
+    return lock_span(m, off, n, mmk__sys.munlock);
 }
 
 int mmk_map_protect(mmk_map *m, unsigned access)
