@@ -86,6 +86,7 @@ typedef struct bench_group {
 /* The groups, one per module (bench/bench_NAME.c). */
 extern const bench_group bench_group_map;
 extern const bench_group bench_group_guard;
+extern const bench_group bench_group_cache;
 
 /* Parse the command line, run the selected scenarios, print the table.
  * Returns the process exit status. */

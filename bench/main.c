@@ -6,6 +6,7 @@
 static const bench_group *const groups[] = {
     &bench_group_map,
     &bench_group_guard,
+    &bench_group_cache,
 };
 
 int main(int argc, char **argv)

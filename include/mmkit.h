@@ -6,5 +6,6 @@
 #include <mmkit/common.h>
 #include <mmkit/map.h>
 #include <mmkit/guard.h>
+#include <mmkit/cache.h>
 
 #endif /* MMKIT_H */
