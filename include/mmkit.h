@@ -7,5 +7,7 @@
 #include <mmkit/map.h>
 #include <mmkit/guard.h>
 #include <mmkit/cache.h>
+#include <mmkit/file.h>
+#include <mmkit/fs.h>
 
 #endif /* MMKIT_H */

@@ -35,10 +35,17 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 
+#include "cache_internal.h"
 #include "guard_internal.h"
 #include "os/os.h"
 
 #define CMAP_DEAD (-(1 << 30))
+
+#ifndef MADV_POPULATE_READ
+#define MMK__MADV_POPULATE_READ 22 /* Linux 5.14 UAPI */
+#else
+#define MMK__MADV_POPULATE_READ MADV_POPULATE_READ
+#endif
 
 /* Auto budgets (see cache.h): pointer-width dependent window and byte caps,
  * a fraction of the kernel's and the rlimit's. */
@@ -102,6 +109,8 @@ struct mmk_cache_file {
     _Atomic uint64_t size;
     atomic_bool     size_changed;   /* fdatasync needed at the next sync */
     atomic_size_t   pins;
+    atomic_int      madv;       /* advice for new windows, -1 none */
+    atomic_bool     populate;   /* prefault new windows */
     struct mmk_cache_file *next, *prev;
 };
 
@@ -540,6 +549,7 @@ int mmk_cache_attach(mmk_cache *c, int fd, unsigned flags, mmk_cache_file **out)
     f->prot = PROT_READ | ((flags & (MMK_RDWR | MMK_COPY)) ? PROT_WRITE : 0);
     f->mflags = (flags & MMK_COPY) ? MAP_PRIVATE : MAP_SHARED;
     atomic_init(&f->size, (uint64_t)st.st_size);
+    atomic_init(&f->madv, -1);
     pthread_mutex_init(&f->lock, NULL);
     pthread_mutex_init(&f->size_lock, NULL);
 
@@ -755,6 +765,11 @@ static int pin_miss(mmk_cache_file *f, uint64_t off, uint64_t end, cmap **out)
         }
     }
 
+    int madv = atomic_load(&f->madv);
+    if (madv >= 0)
+        (void)mmk__sys.madvise(p, len, madv); /* advice: best effort */
+    if (atomic_load(&f->populate))
+        (void)mmk__sys.madvise(p, len, MMK__MADV_POPULATE_READ);
     atomic_store(&m->file, f);
     atomic_store(&m->start, start);
     atomic_store(&m->len, len);
@@ -766,22 +781,42 @@ static int pin_miss(mmk_cache_file *f, uint64_t off, uint64_t end, cmap **out)
     m->span = len > c->window;
 
     pthread_mutex_lock(&f->lock);
-    int rc = idx_insert(f, m);
+    /* Another thread may have mapped a covering range while we did: use
+     * theirs and give ours back, so a range is mapped once. */
+    cmap *other = idx_lookup_get(f, off, end);
+    int rc = other ? 1 : idx_insert(f, m);
     if (rc == 0)
         atomic_store_explicit(&m->refs, 1, memory_order_release); /* published */
     pthread_mutex_unlock(&f->lock);
-    if (rc < 0) {
+    atomic_fetch_add(&c->maps, 1);
+    if (rc != 0) {
         pthread_mutex_lock(&c->lock);
         unmap_claimed(c, m, false);
         pthread_mutex_unlock(&c->lock);
-        return rc;
+        if (rc < 0)
+            return rc;
+        m = other;
     }
-    atomic_fetch_add(&c->maps, 1);
     *out = m;
     return 0;
 }
 
+static int pin_common(mmk_cache_file *f, uint64_t off, size_t len, unsigned access,
+                      mmk_view *v, bool may_map);
+
 int mmk_cache_pin(mmk_cache_file *f, uint64_t off, size_t len, unsigned access, mmk_view *v)
+{
+    return pin_common(f, off, len, access, v, true);
+}
+
+int mmk__cache_pin_mapped(mmk_cache_file *f, uint64_t off, size_t len, unsigned access,
+                          mmk_view *v)
+{
+    return pin_common(f, off, len, access, v, false);
+}
+
+static int pin_common(mmk_cache_file *f, uint64_t off, size_t len, unsigned access,
+                      mmk_view *v, bool may_map)
 {
     if (!f || !v || len == 0 || (access & ~(unsigned)MMK_RDWR))
         return -EINVAL;
@@ -811,6 +846,8 @@ int mmk_cache_pin(mmk_cache_file *f, uint64_t off, size_t len, unsigned access, 
         atomic_store_explicit(&f->last, m, memory_order_release);
         goto hit;
     }
+    if (!may_map)
+        return -ENOENT;
     int rc = pin_miss(f, off, end, &m);
     if (rc < 0)
         return rc;
@@ -934,9 +971,18 @@ ssize_t mmk_cache_pwrite(mmk_cache_file *f, const void *buf, size_t n, uint64_t 
         n = SSIZE_MAX;
     if (off > UINT64_MAX - n)
         return -EFBIG;
-    int rc = grow_to(f, off + n);
-    if (rc < 0)
+    int rc;
+    if (f->flags & MMK_COPY) {
+        /* Private windows cannot reach past the file, and the file itself
+         * must never change: a copy file does not grow. */
+        uint64_t size = atomic_load(&f->size);
+        if (off >= size)
+            return -EFBIG;
+        if (n > size - off)
+            n = (size_t)(size - off);
+    } else if ((rc = grow_to(f, off + n)) < 0) {
         return rc;
+    }
     size_t done = 0;
     while (done < n) {
         mmk_view v;
@@ -958,6 +1004,11 @@ ssize_t mmk_cache_pwrite(mmk_cache_file *f, const void *buf, size_t n, uint64_t 
 }
 
 int mmk_cache_sync(mmk_cache_file *f)
+{
+    return mmk__cache_sync(f, false);
+}
+
+int mmk__cache_sync(mmk_cache_file *f, bool datasync)
 {
     if (!f)
         return -EINVAL;
@@ -1013,10 +1064,43 @@ int mmk_cache_sync(mmk_cache_file *f)
         ref_put(c, m);
     }
     free(todo);
-    if (rc == 0 && atomic_exchange(&f->size_changed, false) &&
-        mmk__sys.fdatasync(f->fd) < 0) {
+    bool need = atomic_exchange(&f->size_changed, false) || datasync;
+    if (rc == 0 && need && mmk__sys.fdatasync(f->fd) < 0) {
         rc = mmk__neg_errno();
+        atomic_store(&f->size_changed, true);
+    } else if (rc < 0 && need) {
         atomic_store(&f->size_changed, true);
     }
     return rc;
+}
+
+mmk_cache *mmk__cache_of(const mmk_cache_file *f)
+{
+    return f ? f->cache : NULL;
+}
+
+size_t mmk__cache_file_pins(const mmk_cache_file *f)
+{
+    return f ? atomic_load(&((mmk_cache_file *)f)->pins) : 0;
+}
+
+int mmk__cache_file_advise(mmk_cache_file *f, int madv, bool populate)
+{
+    if (!f)
+        return -EINVAL;
+    atomic_store(&f->madv, madv);
+    atomic_store(&f->populate, populate);
+    if (madv < 0)
+        return 0;
+    /* The windows mapped now: pin each (so none goes away), advise, unpin. */
+    pthread_mutex_lock(&f->lock);
+    for (size_t i = 0; i < f->wcap + f->nspans; i++) {
+        cmap *m = i < f->wcap ? f->wins[i] : f->spans[i - f->wcap];
+        if (m && ref_get(m)) {
+            (void)mmk__sys.madvise(atomic_load(&m->base), atomic_load(&m->len), madv);
+            ref_put(f->cache, m);
+        }
+    }
+    pthread_mutex_unlock(&f->lock);
+    return 0;
 }

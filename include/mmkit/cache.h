@@ -134,8 +134,10 @@ MMK_API int mmk_cache_unpin(mmk_view *v);
 MMK_API ssize_t mmk_cache_pread(mmk_cache_file *f, void *buf, size_t n, uint64_t off);
 
 /* Like pwrite(2) through the windows: a write past end of file grows the file
- * first (holes read as zeros).  Returns n, or -EACCES (read-only file), -EFBIG,
- * -ENOSPC (a full disk met by the write: the count written is lost), -EIO. */
+ * first (holes read as zeros).  Returns n (or the count written before a
+ * failure), or -EACCES (read-only file), -EFBIG, -ENOSPC (a full disk met by
+ * the write), -EIO.  A MMK_COPY file never grows: a write is cut at its end,
+ * and one starting at or past the end is -EFBIG. */
 MMK_API ssize_t mmk_cache_pwrite(mmk_cache_file *f, const void *buf, size_t n, uint64_t off);
 
 /* Make everything written through the cache (pwrite and write pins) durable:
