@@ -87,6 +87,7 @@ typedef struct bench_group {
 extern const bench_group bench_group_map;
 extern const bench_group bench_group_guard;
 extern const bench_group bench_group_cache;
+extern const bench_group bench_group_file;
 
 /* Parse the command line, run the selected scenarios, print the table.
  * Returns the process exit status. */

@@ -7,6 +7,7 @@ static const bench_group *const groups[] = {
     &bench_group_map,
     &bench_group_guard,
     &bench_group_cache,
+    &bench_group_file,
 };
 
 int main(int argc, char **argv)
