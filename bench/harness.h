@@ -88,6 +88,7 @@ extern const bench_group bench_group_map;
 extern const bench_group bench_group_guard;
 extern const bench_group bench_group_cache;
 extern const bench_group bench_group_file;
+extern const bench_group bench_group_ring;
 
 /* Parse the command line, run the selected scenarios, print the table.
  * Returns the process exit status. */

@@ -8,6 +8,7 @@ static const bench_group *const groups[] = {
     &bench_group_guard,
     &bench_group_cache,
     &bench_group_file,
+    &bench_group_ring,
 };
 
 int main(int argc, char **argv)

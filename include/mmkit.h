@@ -9,5 +9,7 @@
 #include <mmkit/cache.h>
 #include <mmkit/file.h>
 #include <mmkit/fs.h>
+#include <mmkit/ring.h>
+#include <mmkit/bufio.h>
 
 #endif /* MMKIT_H */

@@ -1,0 +1,2 @@
+/* src/bufio.c — buffered reader/writer over rings (being written). */
+#include <mmkit/bufio.h>

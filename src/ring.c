@@ -1,0 +1,2 @@
+/* src/ring.c — mirrored ring buffers (being written). */
+#include <mmkit/ring.h>
