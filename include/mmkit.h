@@ -9,6 +9,7 @@
 #include <mmkit/cache.h>
 #include <mmkit/file.h>
 #include <mmkit/fs.h>
+#include <mmkit/group.h>
 #include <mmkit/ring.h>
 #include <mmkit/bufio.h>
 
