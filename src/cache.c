@@ -109,10 +109,28 @@ struct mmk_cache_file {
     _Atomic uint64_t size;
     atomic_bool     size_changed;   /* fdatasync needed at the next sync */
     atomic_size_t   pins;
+    mmk__fd_source  src;        /* lazy files (fd -1): descriptors lent on demand */
     atomic_int      madv;       /* advice for new windows, -1 none */
     atomic_bool     populate;   /* prefault new windows */
     struct mmk_cache_file *next, *prev;
 };
+
+/* The file's descriptor for one system call: its own, or one lent by its
+ * source (lazy files).  Negative errno if none can be had. */
+static int fd_get(mmk_cache_file *f)
+{
+    if (f->fd >= 0)
+        return f->fd;
+    if (!f->src.get)
+        return -EBADF;
+    return f->src.get(f->src.arg);
+}
+
+static void fd_put(mmk_cache_file *f, int fd)
+{
+    if (fd >= 0 && fd != f->fd && f->src.put)
+        f->src.put(f->src.arg, fd);
+}
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -160,10 +178,12 @@ static void mark_dirty(cmap *m, uint64_t lo, uint64_t hi)
         ;
 }
 
+/* The smallest s with 2^s >= v, or the top bit's index if there is none (the
+ * caller rejects that): never a shift past the width. */
 static unsigned log2_exact(size_t v)
 {
     unsigned s = 0;
-    while (((size_t)1 << s) < v)
+    while (s < sizeof(size_t) * 8 - 1 && ((size_t)1 << s) < v)
         s++;
     return s;
 }
@@ -648,8 +668,13 @@ int mmk_cache_set_size(mmk_cache_file *f, uint64_t size)
         return -EINVAL;
     if (size == UINT64_MAX) {
         struct stat st;
-        if (mmk__sys.fstat(f->fd, &st) < 0)
-            return mmk__neg_errno();
+        int fd = fd_get(f);
+        if (fd < 0)
+            return fd;
+        int r = mmk__sys.fstat(fd, &st) < 0 ? mmk__neg_errno() : 0;
+        fd_put(f, fd);
+        if (r < 0)
+            return r;
         size = (uint64_t)st.st_size;
     }
     uint64_t old = atomic_exchange(&f->size, size);
@@ -682,7 +707,10 @@ int mmk_cache_set_size(mmk_cache_file *f, uint64_t size)
 /* The extent to map for [off, end): its window, or for a range crossing
  * windows a span of whole windows, grown to a power of two of windows (capped
  * at the file's end) so that growing prefixes and widening ranges remap only
- * a logarithmic number of times. */
+ * a logarithmic number of times.  The extra windows go on both sides (half
+ * before, half after, whatever the file's ends cut off going to the other
+ * side): a range widening to the left, or both ways, is then covered by its
+ * span until it doubles, as a growing prefix is. */
 static void extent_for(const mmk_cache_file *f, uint64_t off, uint64_t end, uint64_t *start,
                        uint64_t *len)
 {
@@ -695,10 +723,16 @@ static void extent_for(const mmk_cache_file *f, uint64_t off, uint64_t end, uint
         while (p < n)
             p <<= 1;
         uint64_t file_end = (atomic_load(&f->size) + w - 1) & ~(w - 1);
-        uint64_t grown = s + p * w;
-        if (grown > file_end)
-            grown = file_end > e ? file_end : e;
-        e = grown;
+        uint64_t before = (p - n) / 2 * w;
+        if (before > s)
+            before = s;
+        uint64_t lo = s - before, hi = lo + p * w;
+        if (hi > file_end) {
+            hi = file_end > e ? file_end : e;
+            lo = hi > p * w ? hi - p * w : 0; /* <= s: hi was at most lo + p * w */
+        }
+        s = lo;
+        e = hi;
     }
     *start = s;
     *len = e - s;
@@ -718,11 +752,19 @@ static int pin_miss(mmk_cache_file *f, uint64_t off, uint64_t end, cmap **out)
             return -ENOMEM;
     }
     size_t len = (size_t)len64;
+    uint64_t exact_start = off & ~((uint64_t)c->window - 1);
+    uint64_t exact_len = ((end + c->window - 1) & ~((uint64_t)c->window - 1)) - exact_start;
 
-    /* Reserve the budget, evicting as needed. */
+    /* Reserve the budget, evicting as needed.  If pins leave too little room
+     * for the rounded-up span, the exact windows may still fit. */
     pthread_mutex_lock(&c->lock);
     while (c->mapped + len > c->max_mapped || c->nmaps + 1 > c->max_maps) {
         if (!evict_one(c)) {
+            if (len > exact_len) {
+                start = exact_start;
+                len = (size_t)exact_len;
+                continue;
+            }
             pthread_mutex_unlock(&c->lock);
             return -ENOMEM;
         }
@@ -742,11 +784,19 @@ static int pin_miss(mmk_cache_file *f, uint64_t off, uint64_t end, cmap **out)
     /* Map, outside the cache lock.  Out of address space (RLIMIT_AS) while
      * unpinned mappings exist: give one back and try again. */
     void *p;
+    int mfd = fd_get(f);
     for (;;) {
-        p = mmk__sys.mmap(NULL, len, f->prot, f->mflags, f->fd, (off_t)start);
+        if (mfd < 0) {
+            errno = -mfd;
+            p = MAP_FAILED;
+        } else {
+            p = mmk__sys.mmap(NULL, len, f->prot, f->mflags, mfd, (off_t)start);
+        }
         if (p != MAP_FAILED)
             break;
         int err = errno;
+        if (mfd < 0)
+            err = -mfd;
         bool retry = false;
         if (err == ENOMEM) {
             pthread_mutex_lock(&c->lock);
@@ -761,9 +811,11 @@ static int pin_miss(mmk_cache_file *f, uint64_t off, uint64_t end, cmap **out)
             atomic_store(&c->maps_now, c->nmaps);
             pool_put(c, m);
             pthread_mutex_unlock(&c->lock);
+            fd_put(f, mfd);
             return err > 0 ? -err : -ENOMEM;
         }
     }
+    fd_put(f, mfd); /* the mapping keeps the file, not the descriptor */
 
     int madv = atomic_load(&f->madv);
     if (madv >= 0)
@@ -926,7 +978,10 @@ ssize_t mmk_cache_pread(mmk_cache_file *f, void *buf, size_t n, uint64_t off)
             /* The file shrank under us (or its storage failed): end where it
              * ends now, as pread would; an error only if it did not shrink. */
             struct stat st;
-            if (mmk__sys.fstat(f->fd, &st) < 0 || (uint64_t)st.st_size >= off + n)
+            int sfd = fd_get(f);
+            int sr = sfd < 0 ? -1 : mmk__sys.fstat(sfd, &st);
+            fd_put(f, sfd);
+            if (sr < 0 || (uint64_t)st.st_size >= off + n)
                 return done ? (ssize_t)done : -EIO;
             mmk_cache_set_size(f, (uint64_t)st.st_size);
             uint64_t now = (uint64_t)st.st_size;
@@ -946,11 +1001,13 @@ static int grow_to(mmk_cache_file *f, uint64_t end)
     int rc = 0;
     pthread_mutex_lock(&f->size_lock);
     if (end > atomic_load(&f->size)) {
-        if (end > (uint64_t)INT64_MAX)
-            rc = -EFBIG;
-        else if (mmk__sys.ftruncate(f->fd, (off_t)end) < 0)
+        int fd = end > (uint64_t)INT64_MAX ? -EFBIG : fd_get(f);
+        if (fd < 0)
+            rc = fd;
+        else if (mmk__sys.ftruncate(fd, (off_t)end) < 0)
             rc = mmk__neg_errno();
-        else {
+        fd_put(f, fd);
+        if (rc == 0) {
             atomic_store(&f->size, end);
             atomic_store(&f->size_changed, true);
         }
@@ -1046,6 +1103,10 @@ int mmk__cache_sync(mmk_cache_file *f, bool datasync)
         if (rc == 0) {
             uint64_t lo = atomic_exchange(&m->dirty_lo, UINT64_MAX);
             uint64_t hi = atomic_exchange(&m->dirty_hi, 0);
+            /* Pinned by others (beyond our reference): a write pin marked the
+             * range when it was taken, but its holder may still write after
+             * this msync, so the range stays dirty for the next sync. */
+            bool held = atomic_load(&m->refs) > 1;
             uint64_t start = atomic_load(&m->start);
             size_t len = atomic_load(&m->len);
             if (lo < start)
@@ -1058,6 +1119,8 @@ int mmk__cache_sync(mmk_cache_file *f, bool datasync)
                 if (mmk__sys.msync(atomic_load(&m->base) + a, b - a, MS_SYNC) < 0) {
                     rc = mmk__neg_errno();
                     mark_dirty(m, lo, hi); /* still not durable */
+                } else if (held) {
+                    mark_dirty(m, lo, hi);
                 }
             }
         }
@@ -1065,9 +1128,12 @@ int mmk__cache_sync(mmk_cache_file *f, bool datasync)
     }
     free(todo);
     bool need = atomic_exchange(&f->size_changed, false) || datasync;
-    if (rc == 0 && need && mmk__sys.fdatasync(f->fd) < 0) {
-        rc = mmk__neg_errno();
-        atomic_store(&f->size_changed, true);
+    if (rc == 0 && need) {
+        int fd = fd_get(f);
+        rc = fd < 0 ? fd : mmk__sys.fdatasync(fd) < 0 ? mmk__neg_errno() : 0;
+        fd_put(f, fd);
+        if (rc < 0)
+            atomic_store(&f->size_changed, true);
     } else if (rc < 0 && need) {
         atomic_store(&f->size_changed, true);
     }
@@ -1103,4 +1169,143 @@ int mmk__cache_file_advise(mmk_cache_file *f, int madv, bool populate)
     }
     pthread_mutex_unlock(&f->lock);
     return 0;
+}
+
+int mmk__cache_attach_lazy(mmk_cache *c, unsigned flags, uint64_t size,
+                           const mmk__fd_source *src, mmk_cache_file **out)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (!c || !src || !src->get || (flags & ~(unsigned)(MMK_RDWR | MMK_COPY)) ||
+        (flags & (MMK_RDWR | MMK_COPY)) == (MMK_RDWR | MMK_COPY))
+        return -EINVAL;
+    mmk_cache_file *f = calloc(1, sizeof *f);
+    if (!f)
+        return -ENOMEM;
+    f->fd = -1;
+    f->src = *src;
+    f->cache = c;
+    f->flags = flags;
+    f->prot = PROT_READ | ((flags & (MMK_RDWR | MMK_COPY)) ? PROT_WRITE : 0);
+    f->mflags = (flags & MMK_COPY) ? MAP_PRIVATE : MAP_SHARED;
+    atomic_init(&f->size, size);
+    atomic_init(&f->madv, -1);
+    pthread_mutex_init(&f->lock, NULL);
+    pthread_mutex_init(&f->size_lock, NULL);
+    pthread_mutex_lock(&c->lock);
+    f->next = c->files;
+    if (c->files)
+        c->files->prev = f;
+    c->files = f;
+    pthread_mutex_unlock(&c->lock);
+    *out = f;
+    return 0;
+}
+
+/* ---- transfers that pick their path ------------------------------------- */
+
+static ssize_t fd_pread_all(int fd, unsigned char *buf, size_t n, uint64_t off)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = mmk__sys.pread(fd, buf + done, n - done, (off_t)(off + done));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return done ? (ssize_t)done : mmk__neg_errno();
+        if (r == 0)
+            break;
+        done += (size_t)r;
+    }
+    return (ssize_t)done;
+}
+
+static ssize_t fd_pwrite_all(int fd, const unsigned char *buf, size_t n, uint64_t off)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = mmk__sys.pwrite(fd, buf + done, n - done, (off_t)(off + done));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return done ? (ssize_t)done : (w < 0 ? mmk__neg_errno() : -EIO);
+        done += (size_t)w;
+    }
+    return (ssize_t)done;
+}
+
+/* One piece through the descriptor. */
+static ssize_t piece_plain(mmk_cache_file *f, void *buf, size_t n, uint64_t off, bool write)
+{
+    int fd = fd_get(f);
+    if (fd < 0)
+        return fd;
+    ssize_t r = write ? fd_pwrite_all(fd, buf, n, off) : fd_pread_all(fd, buf, n, off);
+    fd_put(f, fd);
+    if (write && r > 0)
+        atomic_store(&f->size_changed, true); /* bytes msync cannot see */
+    return r;
+}
+
+ssize_t mmk__cache_transfer(mmk_cache_file *f, void *buf, size_t n, uint64_t off, int how,
+                            size_t plain_min, bool write)
+{
+    if (!f || (!buf && n))
+        return -EINVAL;
+    if (write && !(f->prot & PROT_WRITE))
+        return -EACCES;
+    uint64_t size = atomic_load(&f->size);
+    if (off >= size || n == 0)
+        return 0;
+    if (n > size - off)
+        n = (size_t)(size - off);
+    if (n > SSIZE_MAX)
+        n = SSIZE_MAX;
+    bool copy_file = (f->flags & MMK_COPY) != 0; /* its bytes live in windows */
+    unsigned char *b = buf;
+    size_t done = 0;
+    while (done < n) {
+        uint64_t at = off + done;
+        uint64_t room = f->cache->window - (at & (f->cache->window - 1));
+        size_t piece = n - done < room ? n - done : (size_t)room;
+        ssize_t r;
+        if (how == MMK__XFER_PLAIN && !copy_file) {
+            r = piece_plain(f, b + done, piece, at, write);
+        } else {
+            mmk_view v;
+            unsigned acc = write ? MMK_RDWR : MMK_RDONLY;
+            int rc = how == MMK__XFER_MAPPED ? -ENOENT : mmk__cache_pin_mapped(f, at, piece, acc, &v);
+            if (rc == -ENOENT && how == MMK__XFER_AUTO && piece >= plain_min && !copy_file) {
+                r = piece_plain(f, b + done, piece, at, write);
+            } else {
+                if (rc == -ENOENT)
+                    rc = mmk_cache_pin(f, at, piece, acc, &v);
+                if (rc == -ENOMEM && !copy_file) {
+                    r = piece_plain(f, b + done, piece, at, write); /* budget spent by pins */
+                } else if (rc < 0) {
+                    r = rc;
+                } else {
+                    void *fault = NULL;
+                    rc = write ? mmk__guard_copy_at(v.ptr, b + done, piece, &fault)
+                               : mmk__guard_copy_at(b + done, v.ptr, piece, NULL);
+                    mmk_cache_unpin(&v);
+                    if (rc < 0 && !write) {
+                        /* The file shrank: the guarded pread ends where it does. */
+                        r = mmk_cache_pread(f, b + done, piece, at);
+                        if (r >= 0 && (size_t)r < piece)
+                            return (ssize_t)(done + (size_t)r);
+                    } else {
+                        r = rc < 0 ? (rc == -ENOSPC && copy_file ? -EIO : rc) : (ssize_t)piece;
+                    }
+                }
+            }
+        }
+        if (r < 0)
+            return done ? (ssize_t)done : r;
+        done += (size_t)r;
+        if ((size_t)r < piece)
+            break; /* the file ended before we thought */
+    }
+    return (ssize_t)done;
 }

@@ -23,6 +23,15 @@ int mmk__file_from_fd_in(mmk_file **out, int fd, const mmk_file_opts *o, mmk__sy
                          struct mmk_fs *fs);
 void mmk__fs_forget(struct mmk_fs *fs, mmk_file *f);
 
+/* ---- confinement (src/fs.c) ---------------------------------------------- */
+
+/* open(2) of rel beneath the directory rootfd (openat2 RESOLVE_BENEATH, or a
+ * walk that refuses "..", absolute paths and symbolic links): a descriptor
+ * or a negative errno (-EXDEV for a path that leaves the root). */
+int mmk__open_beneath(int rootfd, const char *rel, int oflags, mode_t mode);
+/* Make every missing directory on the way to rel's last component. */
+int mmk__mkdirs_beneath(int rootfd, const char *rel, mode_t mode);
+
 /* ---- the periodic syncer (src/syncer.c) ---------------------------------- */
 
 /* The process-wide syncer for PERIODIC files opened outside an fs. */

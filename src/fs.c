@@ -85,6 +85,11 @@ static int walk_open(int rootfd, const char *rel, int oflags, mode_t mode)
 /* A descriptor for `rel` beneath the root, or a negative errno. */
 static int resolve(const mmk_fs *fs, const char *rel, int oflags, mode_t mode)
 {
+    return mmk__open_beneath(fs->rootfd, rel, oflags, mode);
+}
+
+int mmk__open_beneath(int rootfd, const char *rel, int oflags, mode_t mode)
+{
     if (!rel || !*rel)
         return -EINVAL;
 #ifdef SYS_openat2
@@ -94,7 +99,7 @@ static int resolve(const mmk_fs *fs, const char *rel, int oflags, mode_t mode)
         how.flags = (uint64_t)(unsigned)oflags;
         how.mode = (oflags & O_CREAT) ? mode : 0;
         how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-        long fd = syscall(SYS_openat2, fs->rootfd, rel, &how, sizeof how);
+        long fd = syscall(SYS_openat2, rootfd, rel, &how, sizeof how);
         if (fd >= 0)
             return (int)fd;
         if (errno != ENOSYS)
@@ -102,7 +107,40 @@ static int resolve(const mmk_fs *fs, const char *rel, int oflags, mode_t mode)
         atomic_store(&openat2_works, 0);
     }
 #endif
-    return walk_open(fs->rootfd, rel, oflags, mode);
+    return walk_open(rootfd, rel, oflags, mode);
+}
+
+int mmk__mkdirs_beneath(int rootfd, const char *rel, mode_t mode)
+{
+    /* Each prefix a/, a/b/, ... of rel's directory part, made if missing. */
+    char *copy = strdup(rel);
+    if (!copy)
+        return -ENOMEM;
+    int rc = 0;
+    for (char *p = strchr(copy, '/'); p && rc == 0; p = strchr(p + 1, '/')) {
+        *p = '\0';
+        char *slash = strrchr(copy, '/');
+        const char *name = slash ? slash + 1 : copy;
+        int dfd;
+        if (slash) {
+            *slash = '\0';
+            dfd = mmk__open_beneath(rootfd, copy, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+            *slash = '/';
+        } else {
+            dfd = mmk__sys.openat(rootfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+            dfd = dfd < 0 ? mmk__neg_errno() : dfd;
+        }
+        if (dfd < 0) {
+            rc = dfd;
+        } else {
+            if (mkdirat(dfd, name, mode) < 0 && errno != EEXIST)
+                rc = -errno;
+            mmk__close_quiet(dfd);
+        }
+        *p = '/';
+    }
+    free(copy);
+    return rc;
 }
 
 /* The directory holding rel's last component (beneath the root), and that

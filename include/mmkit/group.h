@@ -48,7 +48,7 @@ typedef struct mmk_group_entry {
 enum { MMK_GROUP_AUTO = 0, MMK_GROUP_MAPPED = 1, MMK_GROUP_PLAIN = 2 };
 
 /* Descriptors a group keeps open at most. */
-#define MMK_GROUP_MAX_FDS 64
+#define MMK_GROUP_MAX_FDS 64 /* fewer under a small RLIMIT_NOFILE: a quarter of it */
 
 typedef struct mmk_group_opts {
     unsigned    flags;   /* MMK_RDONLY or MMK_RDWR, with MMK_CREATE, MMK_RESERVE */
