@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sched.h>
 #include <sys/resource.h>
 
 #include "cache_internal.h"
@@ -601,7 +602,13 @@ static void drop_all_maps(mmk_cache *c, mmk_cache_file *f)
                 m = f->wins[i];
         }
         if (m) {
-            atomic_store(&m->refs, CMAP_DEAD);
+            /* No pin of ours holds it, but a stale last-hit lookup of another
+             * file may hold a reference for an instant: wait it out. */
+            int zero = 0;
+            while (!atomic_compare_exchange_weak(&m->refs, &zero, CMAP_DEAD)) {
+                zero = 0;
+                sched_yield();
+            }
             idx_remove(f, m);
         }
         pthread_mutex_unlock(&f->lock);
@@ -718,6 +725,14 @@ static void extent_for(const mmk_cache_file *f, uint64_t off, uint64_t end, uint
     uint64_t w = c->window;
     uint64_t s = off & ~(w - 1);
     uint64_t e = (end + w - 1) & ~(w - 1);
+    if (f->flags & MMK_COPY) {
+        /* Private windows are separate copies: one mapping of the whole file
+         * is the only way every pin sees the bytes written through another. */
+        uint64_t file_end = (atomic_load(&f->size) + w - 1) & ~(w - 1);
+        *start = 0;
+        *len = file_end > e ? file_end : e;
+        return;
+    }
     if (e - s > w) {
         uint64_t n = (e - s) / w, p = 1;
         while (p < n)
@@ -744,6 +759,8 @@ static int pin_miss(mmk_cache_file *f, uint64_t off, uint64_t end, cmap **out)
     mmk_cache *c = f->cache;
     uint64_t start, len64;
     extent_for(f, off, end, &start, &len64);
+    if ((len64 > c->max_mapped || len64 > SIZE_MAX) && (f->flags & MMK_COPY))
+        return -ENOMEM; /* a copy file is mapped whole or not at all */
     if (len64 > c->max_mapped || len64 > SIZE_MAX) {
         /* A span rounded up may not fit where the exact windows would. */
         start = off & ~((uint64_t)c->window - 1);
@@ -870,7 +887,12 @@ int mmk__cache_pin_mapped(mmk_cache_file *f, uint64_t off, size_t len, unsigned 
 static int pin_common(mmk_cache_file *f, uint64_t off, size_t len, unsigned access,
                       mmk_view *v, bool may_map)
 {
-    if (!f || !v || len == 0 || (access & ~(unsigned)MMK_RDWR))
+    if (!v)
+        return -EINVAL;
+    v->ptr = NULL;
+    v->len = 0;
+    v->priv_ = NULL;
+    if (!f || len == 0 || (access & ~(unsigned)MMK_RDWR))
         return -EINVAL;
     v->ptr = NULL;
     v->len = 0;

@@ -92,9 +92,10 @@ typedef struct mmk_cache_file mmk_cache_file;
 /* Attach the open file `fd` to the cache.  The cache keeps its own duplicate
  * of fd (the caller's stays the caller's).  flags: MMK_RDONLY, MMK_RDWR (fd
  * must be open read-write; windows are shared, writes reach the file) or
- * MMK_COPY (private windows: writes stay in memory and never reach the file;
- * a window pinned for writing is never evicted, so its data is kept until
- * detach).  The file's size is read now; tell the cache about later changes
+ * MMK_COPY (private: writes stay in memory and never reach the file; such a
+ * file is mapped whole, as one private mapping, so every pin sees every
+ * write, and once written it is never evicted: its data is kept until
+ * detach, and a copy file larger than max_mapped cannot be pinned).  The file's size is read now; tell the cache about later changes
  * made outside it with mmk_cache_set_size (its own pwrite keeps track).
  * Errors: -EINVAL, -EBADF, -EACCES (RDWR on a read-only fd), -EISDIR,
  * -ENODEV (not a regular file), -ENOMEM. */
@@ -129,8 +130,11 @@ MMK_API int mmk_cache_unpin(mmk_view *v);
 
 /* Like pread(2) through the windows: copies min(n, size - off) bytes and
  * returns the count (0 at or past end of file).  If the file shrank under the
- * cache, the read ends at the new end (a short count, or 0) as pread's would;
- * -EIO if the storage failed. */
+ * cache, the read ends at the new end (a short count, or 0) as pread's would
+ * — to the page: within the page holding the new end, bytes past it read as
+ * zeros, as they do through any mapping.  -EIO if the storage failed;
+ * -ENOMEM (or a short count ending at a window boundary) when other pins hold
+ * the whole budget. */
 MMK_API ssize_t mmk_cache_pread(mmk_cache_file *f, void *buf, size_t n, uint64_t off);
 
 /* Like pwrite(2) through the windows: a write past end of file grows the file
