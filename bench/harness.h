@@ -89,6 +89,7 @@ extern const bench_group bench_group_guard;
 extern const bench_group bench_group_cache;
 extern const bench_group bench_group_file;
 extern const bench_group bench_group_ring;
+extern const bench_group bench_group_torrent; /* with the mmk tool (MMK_BENCH_TORRENT) */
 
 /* Parse the command line, run the selected scenarios, print the table.
  * Returns the process exit status. */

@@ -9,6 +9,9 @@ static const bench_group *const groups[] = {
     &bench_group_cache,
     &bench_group_file,
     &bench_group_ring,
+#ifdef MMK_BENCH_TORRENT
+    &bench_group_torrent,
+#endif
 };
 
 int main(int argc, char **argv)

@@ -244,6 +244,16 @@ int mmk_file_close(mmk_file *f)
     return rc ? rc : crc;
 }
 
+void mmk__file_leave_fs(mmk_file *f)
+{
+    f->fs = NULL;
+    if (f->syncer) {
+        mmk__syncer_remove(f->syncer, f);
+        /* Still synced at close if the global syncer cannot take it. */
+        (void)mmk__syncer_add(mmk__syncer_global(), f);
+    }
+}
+
 /* ---- sizes ----------------------------------------------------------------- */
 
 int64_t mmk_file_size(mmk_file *f)
@@ -492,18 +502,20 @@ static ssize_t mapped_pwrite(mmk_file *f, const void *buf, size_t n, uint64_t of
     return (ssize_t)done;
 }
 
-static int check_io(const mmk_file *f, const void *buf, size_t n, uint64_t off)
+/* too_far: the error for an offset past INT64_MAX (file.h: -EOVERFLOW for
+ * reads, -EFBIG for writes, as read(2) and write(2) say past the maximum). */
+static int check_io(const mmk_file *f, const void *buf, size_t n, uint64_t off, int too_far)
 {
     if (!f || (!buf && n))
         return -EINVAL;
     if (off > (uint64_t)INT64_MAX)
-        return -EINVAL;
+        return too_far;
     return 0;
 }
 
 ssize_t mmk_file_pread(mmk_file *f, void *buf, size_t n, uint64_t off)
 {
-    int rc = check_io(f, buf, n, off);
+    int rc = check_io(f, buf, n, off, -EOVERFLOW);
     if (rc < 0)
         return rc;
     if (n > SSIZE_MAX)
@@ -519,7 +531,7 @@ ssize_t mmk_file_pread(mmk_file *f, void *buf, size_t n, uint64_t off)
 
 ssize_t mmk_file_pwrite(mmk_file *f, const void *buf, size_t n, uint64_t off)
 {
-    int rc = check_io(f, buf, n, off);
+    int rc = check_io(f, buf, n, off, -EFBIG);
     if (rc < 0)
         return rc;
     if (!(f->flags & (MMK_RDWR | MMK_COPY)))
@@ -572,8 +584,9 @@ ssize_t mmk_file_write(mmk_file *f, const void *buf, size_t n)
         if (!buf && n)
             return -EINVAL;
         /* O_APPEND is not set on the descriptor (pwrite must place bytes),
-         * so append by hand: seek to the end first. */
-        if ((f->flags & MMK_APPEND) && lseek(f->fd, 0, SEEK_END) < 0)
+         * so append by hand: seek to the end first (not for a write of
+         * nothing, which leaves the position alone as O_APPEND's does). */
+        if ((f->flags & MMK_APPEND) && n && lseek(f->fd, 0, SEEK_END) < 0)
             return mmk__neg_errno();
         ssize_t w;
         do

@@ -102,9 +102,12 @@ int mmk__open_beneath(int rootfd, const char *rel, int oflags, mode_t mode)
         long fd = syscall(SYS_openat2, rootfd, rel, &how, sizeof how);
         if (fd >= 0)
             return (int)fd;
-        if (errno != ENOSYS)
+        if (errno != ENOSYS && errno != EPERM)
             return -errno;
-        atomic_store(&openat2_works, 0);
+        /* ENOSYS: an old kernel.  EPERM: maybe a seccomp filter refusing the
+         * call (the walk then reports a real EPERM itself). */
+        if (errno == ENOSYS)
+            atomic_store(&openat2_works, 0);
     }
 #endif
     return walk_open(rootfd, rel, oflags, mode);
@@ -382,7 +385,10 @@ int mmk_fs_free(mmk_fs *fs)
             break;
         int r = mmk_file_close(f); /* forgets itself */
         if (r == -EBUSY) {
-            mmk__fs_forget(fs, f); /* pins held: leave it to its owner */
+            /* Pins held: leave it to its owner, who closes it after the fs
+             * and its syncer are gone. */
+            mmk__fs_forget(fs, f);
+            mmk__file_leave_fs(f);
             r = 0;
         }
         if (r < 0 && rc == 0)

@@ -29,8 +29,14 @@
  * changed or bytes went through plain pwrite.  MS_ASYNC is never a sync.
  *
  * Faults: every copy between a window and the caller goes through the guard
- * (mmkit/guard.h).  If another process truncates the file, reads end at the
- * new end as pread's do; writes fail with -EIO or -ENOSPC, never SIGBUS.
+ * (mmkit/guard.h): if another process (or handle) truncates the file, never
+ * a SIGBUS.  A handle learns of such a shrink when a copy faults on a lost
+ * page (reads then end at the new end, as pread's do; writes fail with
+ * -EIO) or at mmk_file_size, which re-reads the size.  Until then, within the
+ * page that holds the new end, reads past it see zeros and writes past it are
+ * lost (the page is still mapped): call mmk_file_size after another party may
+ * have shrunk the file.  MMK_APPEND is not atomic against other appenders
+ * (the end is read, then written); use mmk_file_lock for that.
  *
  * Thread safety, as with POSIX descriptors: mmk_file_pread, mmk_file_pwrite,
  * mmk_file_pin/unpin, mmk_file_size, mmk_file_sync and mmk_file_lock may be
@@ -73,8 +79,10 @@ enum { MMK_FILE_MAPPED = 1, MMK_FILE_PLAIN = 2 };
 /* Open `path`.  Access: MMK_RDONLY (default), MMK_RDWR, MMK_COPY (writes are
  * seen through this handle only and never reach the file; the file cannot
  * grow).  MMK_CREATE/EXCL/TRUNC need MMK_RDWR.  A directory gives -EISDIR; a
- * FIFO, socket or device -ENODEV (opened O_NONBLOCK: never blocks).  Sync
- * policies other than CLOSE and NONE need sync_every > 0 (-EINVAL).
+ * FIFO, socket or device -ENODEV (opened O_NONBLOCK: never blocks).
+ * MMK_SYNC_BYTES, WRITES and PERIODIC need sync_every > 0 (-EINVAL).
+ * MMK_COPY handles map the file whole (one private mapping in the cache), so
+ * a copy handle on a file larger than the cache's max_mapped cannot read.
  * Errors: -EINVAL, -ENOENT, -EEXIST, -EACCES, -ELOOP, -ENOMEM, ... */
 MMK_API int mmk_file_open(mmk_file **out, const char *path, const mmk_file_opts *opts);
 

@@ -42,6 +42,13 @@ typedef struct mmk__os {
     int     (*sync_file_range)(int fd, off_t off, off_t len, unsigned flags);
     ssize_t (*pread)(int fd, void *buf, size_t n, off_t off);
     ssize_t (*pwrite)(int fd, const void *buf, size_t n, off_t off);
+    /* rings and buffered I/O (ring.c, bufio.c) */
+    int     (*memfd_create)(const char *name, unsigned flags); /* ENOSYS where missing */
+    int     (*fchmod)(int fd, mode_t mode);
+    int     (*shm_open)(const char *name, int flags, mode_t mode);
+    int     (*shm_unlink)(const char *name);
+    ssize_t (*read)(int fd, void *buf, size_t n);
+    ssize_t (*write)(int fd, const void *buf, size_t n);
 } mmk__os;
 
 /* The live table.  Tests may overwrite entries; mmk__os_reset() restores the

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* libc's own functions where signatures match; thin adapters where they do not
@@ -68,6 +70,24 @@ static int os_sync_file_range(int fd, off_t off, off_t len, unsigned flags)
 #endif
 }
 
+static int os_memfd_create(const char *name, unsigned flags)
+{
+#if defined(__linux__) && defined(MFD_CLOEXEC)
+    return memfd_create(name, flags);
+#elif defined(__linux__) && defined(SYS_memfd_create)
+    return (int)syscall(SYS_memfd_create, name, flags);
+#else
+    (void)name; (void)flags;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+static int os_shm_open(const char *name, int flags, mode_t mode)
+{
+    return shm_open(name, flags, mode);
+}
+
 /* The real calls; one list for the default and the live table. */
 #define OS_REAL_CALLS { \
     .open            = os_open, \
@@ -95,6 +115,12 @@ static int os_sync_file_range(int fd, off_t off, off_t len, unsigned flags)
     .sync_file_range = os_sync_file_range, \
     .pread           = pread, \
     .pwrite          = pwrite, \
+    .memfd_create    = os_memfd_create, \
+    .fchmod          = fchmod, \
+    .shm_open        = os_shm_open, \
+    .shm_unlink      = shm_unlink, \
+    .read            = read, \
+    .write           = write, \
 }
 
 const mmk__os mmk__sys_default = OS_REAL_CALLS;

@@ -18,6 +18,7 @@ static const char *const names[INJ_COUNT] = {
     "fallocate", "posix_fallocate", "unlink", "mmap", "munmap", "mremap",
     "mprotect", "msync", "madvise", "mincore", "mlock", "munlock", "fsync",
     "fdatasync", "sync_file_range", "pread", "pwrite",
+    "memfd_create", "fchmod", "shm_open", "shm_unlink", "read", "write",
 };
 
 /* Count the call; return the errno to fail it with, or 0. */
@@ -50,7 +51,16 @@ static int w_close(int fd) { FAIL_INT(INJ_CLOSE); return mmk__sys_default.close(
 static int w_dup(int fd) { FAIL_INT(INJ_DUP); return mmk__sys_default.dup(fd); }
 static int w_getfl(int fd) { FAIL_INT(INJ_GETFL); return mmk__sys_default.getfl(fd); }
 static int w_fstat(int fd, struct stat *st) { FAIL_INT(INJ_FSTAT); return mmk__sys_default.fstat(fd, st); }
-static int w_fstatfs(int fd, struct statfs *st) { FAIL_INT(INJ_FSTATFS); return mmk__sys_default.fstatfs(fd, st); }
+static atomic_long fake_fs_type; /* reported by fstatfs when nonzero */
+static int w_fstatfs(int fd, struct statfs *st)
+{
+    FAIL_INT(INJ_FSTATFS);
+    int r = mmk__sys_default.fstatfs(fd, st);
+    long t = atomic_load(&fake_fs_type);
+    if (r == 0 && t)
+        st->f_type = t;
+    return r;
+}
 static int w_ftruncate(int fd, off_t l) { FAIL_INT(INJ_FTRUNCATE); return mmk__sys_default.ftruncate(fd, l); }
 static int w_fallocate(int fd, int m, off_t o, off_t l) { FAIL_INT(INJ_FALLOCATE); return mmk__sys_default.fallocate(fd, m, o, l); }
 static int w_posix_fallocate(int fd, off_t o, off_t l)
@@ -95,6 +105,12 @@ static int w_fdatasync(int fd) { FAIL_INT(INJ_FDATASYNC); return mmk__sys_defaul
 static int w_sync_file_range(int fd, off_t o, off_t l, unsigned f) { FAIL_INT(INJ_SYNC_FILE_RANGE); return mmk__sys_default.sync_file_range(fd, o, l, f); }
 static ssize_t w_pread(int fd, void *b, size_t n, off_t o) { FAIL_INT(INJ_PREAD); return mmk__sys_default.pread(fd, b, n, o); }
 static ssize_t w_pwrite(int fd, const void *b, size_t n, off_t o) { FAIL_INT(INJ_PWRITE); return mmk__sys_default.pwrite(fd, b, n, o); }
+static int w_memfd_create(const char *nm, unsigned f) { FAIL_INT(INJ_MEMFD_CREATE); return mmk__sys_default.memfd_create(nm, f); }
+static int w_fchmod(int fd, mode_t m) { FAIL_INT(INJ_FCHMOD); return mmk__sys_default.fchmod(fd, m); }
+static int w_shm_open(const char *nm, int f, mode_t m) { FAIL_INT(INJ_SHM_OPEN); return mmk__sys_default.shm_open(nm, f, m); }
+static int w_shm_unlink(const char *nm) { FAIL_INT(INJ_SHM_UNLINK); return mmk__sys_default.shm_unlink(nm); }
+static ssize_t w_read(int fd, void *b, size_t n) { FAIL_INT(INJ_READ); return mmk__sys_default.read(fd, b, n); }
+static ssize_t w_write(int fd, const void *b, size_t n) { FAIL_INT(INJ_WRITE); return mmk__sys_default.write(fd, b, n); }
 
 static void clear(void)
 {
@@ -105,6 +121,7 @@ static void clear(void)
         atomic_store(&fail_all[i], 0);
     }
     atomic_store(&msync_sync, 0);
+    atomic_store(&fake_fs_type, 0);
 }
 
 void inject_install(void)
@@ -120,6 +137,8 @@ void inject_install(void)
         .mlock = w_mlock, .munlock = w_munlock, .fsync = w_fsync,
         .fdatasync = w_fdatasync, .sync_file_range = w_sync_file_range,
         .pread = w_pread, .pwrite = w_pwrite,
+        .memfd_create = w_memfd_create, .fchmod = w_fchmod, .shm_open = w_shm_open,
+        .shm_unlink = w_shm_unlink, .read = w_read, .write = w_write,
     };
 }
 
@@ -138,6 +157,11 @@ void inject_fail(enum inject_call c, unsigned long nth, int err)
 void inject_fail_always(enum inject_call c, int err)
 {
     atomic_store(&fail_all[c], err);
+}
+
+void inject_fake_fs_type(long type)
+{
+    atomic_store(&fake_fs_type, type);
 }
 
 unsigned long inject_count(enum inject_call c)

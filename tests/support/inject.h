@@ -18,6 +18,7 @@ enum inject_call {
     INJ_MUNMAP, INJ_MREMAP, INJ_MPROTECT, INJ_MSYNC, INJ_MADVISE, INJ_MINCORE,
     INJ_MLOCK, INJ_MUNLOCK, INJ_FSYNC, INJ_FDATASYNC, INJ_SYNC_FILE_RANGE,
     INJ_PREAD, INJ_PWRITE,
+    INJ_MEMFD_CREATE, INJ_FCHMOD, INJ_SHM_OPEN, INJ_SHM_UNLINK, INJ_READ, INJ_WRITE,
     INJ_COUNT
 };
 
@@ -28,6 +29,10 @@ void          inject_reset(void);
 void          inject_fail(enum inject_call c, unsigned long nth, int err);
 /* Every call of `c` from now fails with `err` until inject_reset(). */
 void          inject_fail_always(enum inject_call c, int err);
+/* fstatfs reports this f_type (a statfs magic number, e.g. 0x6969 for NFS)
+ * for every file from now until inject_reset(); 0 reports the real one.
+ * Lets tests reach code paths meant for other filesystems. */
+void          inject_fake_fs_type(long type);
 unsigned long inject_count(enum inject_call c);
 /* msync calls with MS_SYNC (durable) among INJ_MSYNC. */
 unsigned long inject_count_msync_sync(void);

@@ -168,6 +168,25 @@ int tu_open_fds(void)
     return n - 1; /* the directory stream's own descriptor */
 }
 
+int tu_dir_entries(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            n++;
+    closedir(d);
+    return n;
+}
+
+int tu_thread_count(void)
+{
+    return tu_dir_entries("/proc/self/task");
+}
+
 int tu_mapping_count(void)
 {
     FILE *f = fopen("/proc/self/maps", "re");

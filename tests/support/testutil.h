@@ -27,6 +27,12 @@ void       *tu_read_file(const char *path, size_t *n);
 int64_t     tu_file_size(const char *path);   /* -1 if missing */
 /* Open descriptors of this process right now (to check nothing leaks). */
 int         tu_open_fds(void);
+/* Threads of this process right now (entries of /proc/self/task), -1 if
+ * unknown. */
+int         tu_thread_count(void);
+/* Entries of the directory `path` other than "." and "..", -1 if it cannot
+ * be read. */
+int         tu_dir_entries(const char *path);
 /* Mappings of this process right now (lines of /proc/self/maps). */
 int         tu_mapping_count(void);
 /* The permission field ("r-xp", "rw-s", ...) of the mapping holding `addr`,

@@ -26,6 +26,7 @@ typedef struct mmk_tool_cmd {
 } mmk_tool_cmd;
 
 extern const mmk_tool_cmd mmk_cmd_resident;
+extern const mmk_tool_cmd mmk_cmd_torrent;
 
 /* Print "mmk NAME: message" to stderr. */
 void mmk_tool_error(const char *cmd, const char *fmt, ...)

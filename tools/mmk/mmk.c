@@ -9,6 +9,7 @@
 
 static const mmk_tool_cmd *const commands[] = {
     &mmk_cmd_resident,
+    &mmk_cmd_torrent,
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
