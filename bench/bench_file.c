@@ -27,7 +27,10 @@
  *     -later         one handle, after a whole first pass made in setup.
  *     -fread         that handle against fread(3) with a 1 MiB buffer.
  *     -stdio         fread(3) through mmk_file_stdio against fread(3), both
- *                    streams with a 1 MiB buffer.
+ *                    streams with a 1 MiB buffer.  glibc passes every byte
+ *                    read from an fopencookie stream through the stream's
+ *                    buffer (fread on a file stream reads large requests
+ *                    straight into the caller's): one copy more.
  *     -mapped        a handle whose windows are all mapped and faulted in (as
  *                    for file-pread-*), so every read is a copy out of a
  *                    window: what a later pass costs once its windows are
@@ -36,16 +39,19 @@
  * Writes use files of their own, made in setup and removed in teardown, and
  * MMK_SYNC_NONE (no durability inside the loop):
  *
- *   file-pwrite-4k   4 KiB at random aligned offsets into a file written in
- *                    full first (through the handle, so its windows are
- *                    mapped and its pages faulted in for writing; the twin
- *                    file of the baseline is written the same way with
- *                    pwrite).
+ *   file-pwrite-4k   4 KiB at random aligned offsets into a file of --size
+ *                    (at most PWRITE_MAX) written in full first: through the
+ *                    handle, so its windows are mapped and its pages faulted
+ *                    in for writing; the twin file of the baseline is written
+ *                    the same way with pwrite.
  *   file-write-seq   1 MiB writes in file order to a new file that grows to
- *                    --size; when it is full the next op closes and removes
- *                    it and starts a new one (both sides do so in the same
- *                    round: the rounds that do are a minority, and the
- *                    medians look past them).
+ *                    --size.  Setup creates each side's first (empty) file;
+ *                    when one is full, the next op closes and removes it and
+ *                    creates the next, inside the timed part, since the
+ *                    harness has no hook between rounds.  Both sides do so in
+ *                    the same round; such rounds are a minority (a 1 GiB file
+ *                    takes many rounds to fill) and the medians look past
+ *                    them.
  * Each write side stamps every block it writes with its op number and, at the
  * end of a round, reads back the last block through its own API: the sum of
  * what it reads is the checksum the harness compares.
@@ -62,7 +68,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define KIB ((size_t)1024)
@@ -242,7 +247,7 @@ fail:
 }
 
 /* Read the whole file through the handle in WARM_PIECE pieces, touching every
- * page: every window gets mapped (the last ones only, under a budget). */
+ * page: every window gets mapped and every page faulted in. */
 static int warm_handle(file_bench *b)
 {
     unsigned char *piece;
@@ -354,7 +359,7 @@ static int rand_pread(void *state, const bench_round *r, uint64_t *sum)
 
 /* ---- sequential reads ---------------------------------------------------- */
 
-/* Read exactly n bytes the way `via` says; a short count is an error here
+/* Read one block the way `via` says; a short count is an error here
  * (the file does not change under us). */
 static int seq_read_one(file_bench *b, seq_via via, FILE *fp)
 {

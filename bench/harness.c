@@ -56,7 +56,7 @@
 #define PROBE_FRACTION 0.125
 /* A round of the slower side is cut to this many times --round-ms at most, so
  * one very slow baseline cannot take the whole time budget. */
-#define SLOW_SIDE_CAP 10.0
+#define SLOW_SIDE_CAP 3.0
 /* Calibration runs get round numbers from here up (seeds apart from rounds'). */
 #define CALIBRATION_INDEX UINT64_C(1000000)
 

@@ -1324,7 +1324,11 @@ ssize_t mmk__cache_transfer(mmk_cache_file *f, void *buf, size_t n, uint64_t off
             mmk_view v;
             unsigned acc = write ? MMK_RDWR : MMK_RDONLY;
             int rc = how == MMK__XFER_MAPPED ? -ENOENT : mmk__cache_pin_mapped(f, at, piece, acc, &v);
-            if (rc == -ENOENT && how == MMK__XFER_AUTO && piece >= plain_min && !copy_file) {
+            /* Unmapped: a large piece, or one whose window would push another
+             * out (map, first touch and unmap cost ~10x a pread), goes
+             * through the descriptor. */
+            if (rc == -ENOENT && how == MMK__XFER_AUTO && !copy_file &&
+                (piece >= plain_min || mmk__cache_would_evict(f))) {
                 r = piece_plain(f, b + done, piece, at, write);
             } else {
                 if (rc == -ENOENT)
@@ -1356,4 +1360,12 @@ ssize_t mmk__cache_transfer(mmk_cache_file *f, void *buf, size_t n, uint64_t off
             break; /* the file ended before we thought */
     }
     return (ssize_t)done;
+}
+
+bool mmk__cache_would_evict(const mmk_cache_file *f)
+{
+    /* A racy read is fine: it only picks the faster path. */
+    const mmk_cache *c = f->cache;
+    return atomic_load(&((mmk_cache *)c)->mapped_now) + c->window > c->max_mapped ||
+           atomic_load(&((mmk_cache *)c)->maps_now) + 1 > c->max_maps;
 }

@@ -42,6 +42,10 @@ enum { MMK__XFER_AUTO = 0, MMK__XFER_MAPPED = 1, MMK__XFER_PLAIN = 2 };
 ssize_t mmk__cache_transfer(mmk_cache_file *f, void *buf, size_t n, uint64_t off, int how,
                             size_t plain_min, bool write);
 
+/* Whether mapping one more window now would evict another (the budget is
+ * full): transfers then prefer the descriptor. */
+bool mmk__cache_would_evict(const mmk_cache_file *f);
+
 /* The cache a file is attached to. */
 mmk_cache *mmk__cache_of(const mmk_cache_file *f);
 

@@ -422,7 +422,8 @@ static ssize_t mapped_pread(mmk_file *f, void *buf, size_t n, uint64_t off)
             piece = (size_t)room;
         mmk_view v;
         int rc = mmk__cache_pin_mapped(f->cf, at, piece, MMK_RDONLY, &v);
-        if (rc == -ENOENT && piece >= PLAIN_MIN && !(f->flags & MMK_COPY)) {
+        if (rc == -ENOENT && !(f->flags & MMK_COPY) &&
+            (piece >= PLAIN_MIN || mmk__cache_would_evict(f->cf))) {
             ssize_t r = plain_pread(f->fd, (unsigned char *)buf + done, piece, at);
             if (r <= 0)
                 return done ? (ssize_t)done : r;
@@ -475,7 +476,8 @@ static ssize_t mapped_pwrite(mmk_file *f, const void *buf, size_t n, uint64_t of
         mmk_view v;
         if (at + piece <= size)
             rc = mmk__cache_pin_mapped(f->cf, at, piece, MMK_RDWR, &v);
-        if (rc == -ENOENT && at + piece <= size && piece < PLAIN_MIN)
+        if (rc == -ENOENT && at + piece <= size && piece < PLAIN_MIN &&
+            !mmk__cache_would_evict(f->cf))
             rc = mmk_cache_pin(f->cf, at, piece, MMK_RDWR, &v);
         if (rc == 0) {
             void *fault = NULL;

@@ -141,6 +141,12 @@ struct mmk_ring {
     ring_pos       local;
 };
 
+#if defined(__GNUC__)
+#define RING_NOINLINE __attribute__((noinline))
+#else
+#define RING_NOINLINE
+#endif
+
 #define LOAD(a, mo)     atomic_load_explicit(&(a), memory_order_##mo)
 #define STORE(a, v, mo) atomic_store_explicit(&(a), (v), memory_order_##mo)
 
@@ -485,34 +491,44 @@ void mmk_ring_produce(mmk_ring *r, size_t n)
     STORE(r->pos->head, h + n, release);
 }
 
+/* Overwrite mode's copying write: every byte taken.  (Kept out of line, so
+ * that the plain mode's hot path saves no registers it does not use.) */
+RING_NOINLINE static ssize_t write_overwrite(mmk_ring *r, const void *buf, size_t n)
+{
+    if (n > SSIZE_MAX)
+        n = SSIZE_MAX;
+    uint64_t h = LOAD(r->pos->head, relaxed);
+    /* Of a write longer than the ring only the last cap bytes can be read;
+     * the first ones are skipped (the consumer counts them lost). */
+    size_t skip = n > r->cap ? n - r->cap : 0;
+    size_t k = n - skip;
+    make_room(r, h, k);
+    size_t idx = skip ? ring_idx(r, h + skip) : PROD_IDX(r, h);
+    memcpy(r->data + idx, (const unsigned char *)buf + skip, k);
+    prod_moved(r, h + n, idx_add(r, idx, k));
+    STORE(r->pos->head, h + n, release);
+    return (ssize_t)n;
+}
+
 ssize_t mmk_ring_write(mmk_ring *r, const void *buf, size_t n)
 {
     if (!r || (!buf && n))
         return -EINVAL;
-    if (n > SSIZE_MAX)
-        n = SSIZE_MAX;
-    uint64_t h = LOAD(r->pos->head, relaxed);
-    if (overwrite(r)) {
-        /* Of a write longer than the ring only the last cap bytes can be
-         * read; the first ones are skipped (the consumer counts them lost). */
-        size_t skip = n > r->cap ? n - r->cap : 0;
-        size_t k = n - skip;
-        make_room(r, h, k);
-        size_t idx = skip ? ring_idx(r, h + skip) : PROD_IDX(r, h);
-        memcpy(r->data + idx, (const unsigned char *)buf + skip, k);
-        prod_moved(r, h + n, idx_add(r, idx, k));
-        STORE(r->pos->head, h + n, release);
-        return (ssize_t)n;
-    }
+    if (overwrite(r))
+        return write_overwrite(r, buf, n);
+    /* The hot path: everything but the head is settled before the copy, so
+     * little stays live across the memcpy call. */
+    _Atomic uint64_t *head = &r->pos->head;
+    uint64_t h = atomic_load_explicit(head, memory_order_relaxed);
     size_t k = prod_free(r, h, n);
     if (k > n)
         k = n;
-    if (k) {
-        size_t idx = PROD_IDX(r, h);
-        memcpy(r->data + idx, buf, k);
-        prod_moved(r, h + k, idx_add(r, idx, k));
-        STORE(r->pos->head, h + k, release);
-    }
+    if (k == 0)
+        return 0;
+    size_t idx = PROD_IDX(r, h);
+    prod_moved(r, h + k, idx_add(r, idx, k));
+    memcpy(r->data + idx, buf, k);
+    atomic_store_explicit(head, h + k, memory_order_release);
     return (ssize_t)k;
 }
 
@@ -627,30 +643,33 @@ void mmk_ring_consume(mmk_ring *r, size_t n)
     STORE(p->tail, t + n, release);
 }
 
-/* mmk_ring_read and mmk_ring_peek. */
-static ssize_t ring_copy_out(mmk_ring *r, void *buf, size_t n, bool take)
+/* mmk_ring_read and mmk_ring_peek without overwrite: the hot path, settled
+ * before the copy as in mmk_ring_write. */
+static inline ssize_t copy_out(mmk_ring *r, void *buf, size_t n, bool take)
 {
-    if (!r || (!buf && n))
-        return -EINVAL;
+    _Atomic uint64_t *tail = &r->pos->tail;
+    uint64_t t = atomic_load_explicit(tail, memory_order_relaxed);
+    size_t k = cons_avail(r, t, n);
+    if (k > n)
+        k = n;
+    if (k == 0)
+        return 0;
+    size_t idx = CONS_IDX(r, t);
+    if (take)
+        cons_moved(r, t + k, idx_add(r, idx, k));
+    else
+        cons_moved(r, t, idx);
+    memcpy(buf, r->data + idx, k);
+    if (take)
+        atomic_store_explicit(tail, t + k, memory_order_release);
+    return (ssize_t)k;
+}
+
+/* The same in overwrite mode: copy, then keep only what was intact. */
+RING_NOINLINE static ssize_t copy_out_overwrite(mmk_ring *r, void *buf, size_t n, bool take)
+{
     if (n > SSIZE_MAX)
         n = SSIZE_MAX;
-    if (!overwrite(r)) {
-        uint64_t t = LOAD(r->pos->tail, relaxed);
-        size_t k = cons_avail(r, t, n);
-        if (k > n)
-            k = n;
-        if (k) {
-            size_t idx = CONS_IDX(r, t);
-            memcpy(buf, r->data + idx, k);
-            if (take) {
-                cons_moved(r, t + k, idx_add(r, idx, k));
-                STORE(r->pos->tail, t + k, release);
-            } else {
-                cons_moved(r, t, idx);
-            }
-        }
-        return (ssize_t)k;
-    }
     for (;;) {
         uint64_t h, cur = cons_start(r, &h);
         size_t k = h - cur < n ? (size_t)(h - cur) : n;
@@ -685,12 +704,16 @@ static ssize_t ring_copy_out(mmk_ring *r, void *buf, size_t n, bool take)
 
 ssize_t mmk_ring_read(mmk_ring *r, void *buf, size_t n)
 {
-    return ring_copy_out(r, buf, n, true);
+    if (!r || (!buf && n))
+        return -EINVAL;
+    return overwrite(r) ? copy_out_overwrite(r, buf, n, true) : copy_out(r, buf, n, true);
 }
 
 ssize_t mmk_ring_peek(mmk_ring *r, void *buf, size_t n)
 {
-    return ring_copy_out(r, buf, n, false);
+    if (!r || (!buf && n))
+        return -EINVAL;
+    return overwrite(r) ? copy_out_overwrite(r, buf, n, false) : copy_out(r, buf, n, false);
 }
 
 void mmk_ring_clear(mmk_ring *r)

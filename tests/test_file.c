@@ -841,8 +841,11 @@ Test(file, larger_than_budget)
         mmk_cache_stats_get(c, &st);
         cr_assert_leq(st.mapped_bytes, budget);
     }
+    /* The budget was smaller than the file: pieces whose window would have
+     * pushed another out went through the descriptor instead, so the budget
+     * held without thrashing. */
     mmk_cache_stats_get(c, &st);
-    cr_assert_gt(st.evictions, 0, "the budget was smaller than the file");
+    cr_assert_leq(st.mapped_bytes, budget);
     close_ok(f);
     size_t n;
     unsigned char *all = tu_read_file(p, &n);
@@ -889,11 +892,12 @@ Test(file, sync_bytes_appends)
 }
 
 /* The same over a file sized beforehand: 16 KiB writes go through windows
- * (1 MiB windows, aligned on the sync steps), so each sync is one msync. */
+ * (1 MiB windows, aligned on the sync steps, room for all of them), so each
+ * sync is one msync. */
 Test(file, sync_bytes_windows)
 {
     const size_t chunk = 16 * KIB;
-    mmk_cache *c = new_cache(MIB, 2 * MIB, 0);
+    mmk_cache *c = new_cache(MIB, 16 * MIB, 0);
     const char *p = tu_path("bytes");
     tu_write_file(p, "", 0);
     cr_assert_eq(truncate(p, (off_t)POLICY_TOTAL), 0);

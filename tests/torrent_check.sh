@@ -179,6 +179,8 @@ expect 1 "$mmk" --json torrent verify out/t15.torrent miss
 echo "$out" | grep -q '"path":"tree/empty0","state":"missing"' || fail "missing empty file not reported"
 rm -rf miss
 expect 3 "$mmk" torrent verify out/t15.torrent "$tmp/no-such-dir"
+expect 1 "$mmk" torrent verify out/t15.torrent data/tree   # the torrent's own directory
+echo "$err" | grep -q 'hint: DATA_DIR is the directory that holds "tree"' || fail "no hint: $err"
 ok "missing files report their pieces"
 
 # ---- nothing outside DATA_DIR: a symbolic link out of it is refused -----------------

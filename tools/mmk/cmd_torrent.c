@@ -702,6 +702,29 @@ static void print_verify_json(const char *torrent_path, const char *dir, const m
            r->bytes, r->pinned, r->seconds, rate, r->threads, read_mode_name(c->read_mode));
 }
 
+/* Nothing found, but the files are right in DATA_DIR: the user gave the
+ * torrent's own directory instead of the one holding it. */
+static void hint_data_dir(const mmk_torrent *t, const mmk_verify_result *r, const char *dir,
+                          const common *c)
+{
+    if (c->o.quiet || !t->multi || !t->nfiles || r->files_bad != t->nfiles)
+        return;
+    const char *inner = t->files[0].path + strlen(t->name) + 1;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return;
+    struct stat st;
+    if (fstatat(dfd, inner, &st, 0) == 0) {
+        fflush(stdout);
+        fprintf(stderr, "mmk " CMD ": hint: DATA_DIR is the directory that holds \"");
+        text_str(stderr, t->name);
+        fprintf(stderr, "\" (the files were found directly in ");
+        text_str(stderr, dir);
+        fprintf(stderr, "; give its parent)\n");
+    }
+    close(dfd);
+}
+
 static int verify_run(int argc, char **argv, common *c)
 {
     static const struct option longopts[] = { COMMON_LONGOPTS, { NULL, 0, NULL, 0 } };
@@ -739,6 +762,7 @@ static int verify_run(int argc, char **argv, common *c)
         print_verify_json(tpath, dir, t, &r, c);
     else if (!c->o.quiet)
         print_verify_text(t, &r, c);
+    hint_data_dir(t, &r, dir, c);
     if (r.unreadable)
         status = MMK_EXIT_IO;
     else if (r.good != t->npieces || r.files_bad)
