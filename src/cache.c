@@ -688,6 +688,11 @@ int mmk_cache_set_size(mmk_cache_file *f, uint64_t size)
             return r;
         size = (uint64_t)st.st_size;
     }
+    /* A copy file is mapped whole, once: growing its view would need a new
+     * private mapping that does not hold what was written.  It keeps the
+     * size it was attached with (shrinking still applies). */
+    if ((f->flags & MMK_COPY) && size > atomic_load(&f->size))
+        return 0;
     /* Under the growth lock, so a concurrent pwrite's growth is not undone. */
     pthread_mutex_lock(&f->size_lock);
     uint64_t old = atomic_exchange(&f->size, size);

@@ -236,9 +236,24 @@ static int open_shm(int *fdp)
     return -EEXIST;
 }
 
+/* Allocate the pages of an shm object now.  /dev/shm is often a small
+ * tmpfs (64 MiB in a container, by default): without this, a ring larger
+ * than what is left there would map fine and raise SIGBUS when touched.
+ * 0, -ENOSPC, or 0 where the system cannot allocate ahead (best effort). */
+static int reserve_shm(int fd, size_t len)
+{
+    if (mmk__sys.fallocate(fd, 0, 0, (off_t)len) == 0)
+        return 0;
+    if (errno != EOPNOTSUPP && errno != ENOSYS)
+        return mmk__neg_errno();
+    int err = mmk__sys.posix_fallocate(fd, 0, (off_t)len);
+    return err == 0 || err == EINVAL || err == EOPNOTSUPP ? 0 : -err;
+}
+
 /* The memory object of `len` bytes, mode 0600, linked nowhere. */
 static int open_object(size_t len, int *fdp)
 {
+    bool shm = false;
     int rc, fd = open_memfd();
     if (fd < 0) {
         /* No memfd here (an old kernel, another system, or a policy that
@@ -247,9 +262,16 @@ static int open_object(size_t len, int *fdp)
             return mmk__neg_errno();
         if ((rc = open_shm(&fd)) < 0)
             return rc;
+        shm = true;
     }
+    /* A memfd lives on the kernel's internal mount, without a size limit:
+     * its pages come on first touch, like anonymous memory. */
     if (mmk__sys.fchmod(fd, RING_MODE) < 0 || mmk__sys.ftruncate(fd, (off_t)len) < 0) {
         rc = mmk__neg_errno();
+        mmk__close_quiet(fd);
+        return rc;
+    }
+    if (shm && (rc = reserve_shm(fd, len)) < 0) {
         mmk__close_quiet(fd);
         return rc;
     }

@@ -337,6 +337,7 @@ Test(ring, every_failure_is_reported_and_cleaned_up)
         { INJ_SHM_OPEN, 1, EACCES, true },
         { INJ_SHM_UNLINK, 1, EACCES, true },
         { INJ_FTRUNCATE, 1, ENOSPC, true },
+        { INJ_FALLOCATE, 1, ENOSPC, true }, /* a full /dev/shm: an error, not SIGBUS */
         { INJ_MMAP, 2, ENOMEM, true },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -361,6 +362,30 @@ Test(ring, every_failure_is_reported_and_cleaned_up)
         }
     }
     cr_expect_eq(shm_leftovers(), 0);
+}
+
+Test(ring, shm_pages_are_allocated_up_front)
+{
+    inject_install();
+    inject_fail_always(INJ_MEMFD_CREATE, ENOSYS);
+    mmk_ring *r = ring_or_die(3 * PS, 0);
+    cr_expect_eq(inject_count(INJ_FALLOCATE), 1);
+    mmk_ring_free(r);
+    /* Where fallocate is missing, posix_fallocate; where neither can, the
+     * ring is made all the same. */
+    inject_fail_always(INJ_FALLOCATE, EOPNOTSUPP);
+    r = ring_or_die(PS, 0);
+    cr_expect_eq(inject_count(INJ_POSIX_FALLOCATE), 1);
+    mmk_ring_free(r);
+    inject_fail_always(INJ_POSIX_FALLOCATE, EOPNOTSUPP);
+    r = ring_or_die(PS, 0);
+    mmk_ring_free(r);
+    inject_reset();
+    /* A memfd is not allocated ahead. */
+    inject_install();
+    r = ring_or_die(PS, 0);
+    cr_expect_eq(inject_count(INJ_FALLOCATE), 0);
+    mmk_ring_free(r);
 }
 
 Test(ring, shm_name_collision_is_retried)

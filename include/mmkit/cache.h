@@ -112,7 +112,8 @@ MMK_API uint64_t mmk_cache_file_size(const mmk_cache_file *f);
 /* The size changed outside the cache (ftruncate by the caller, say): windows
  * wholly past a smaller size that no pin holds are unmapped.  Pins past the
  * new end stay mapped; touching their pages past the end raises SIGBUS (use
- * the guard).  If size is UINT64_MAX the cache reads it with fstat. */
+ * the guard).  If size is UINT64_MAX the cache reads it with fstat.  A
+ * MMK_COPY file never grows its view (it keeps what was written). */
 MMK_API int mmk_cache_set_size(mmk_cache_file *f, uint64_t size);
 
 /* Pin [off, off + len) of the file: *v gets a pointer to exactly that range,
