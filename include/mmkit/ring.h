@@ -16,7 +16,10 @@
  * The memory is a memfd (Linux), or a POSIX shared-memory object that is
  * unlinked at once where memfd_create is missing, with permissions 0600: no
  * name is left in any filesystem, and nothing but the ring's own mappings
- * holds it (the descriptor is closed before mmk_ring_new returns).
+ * holds it (the descriptor is closed before mmk_ring_new returns).  A memfd's
+ * pages come on first touch, like anonymous memory; a shm object's are
+ * allocated up front, so that a full /dev/shm is an error of mmk_ring_new
+ * (-ENOSPC) rather than a SIGBUS later.
  *
  * Flags (mmk_ring_new):
  *   MMK_RING_OVERWRITE  an "infinite" ring: writes always succeed; when there
@@ -97,8 +100,9 @@ enum {
  * other thread's mapping can land in between.  Errors: -EINVAL (NULL out,
  * min_size 0, unknown flags), -ENOMEM (out of memory or address space, or
  * min_size too large to map twice), -EOPNOTSUPP (MMK_RING_SHARED where 64-bit
- * atomics are not lock-free, so not usable across processes), -EMFILE, or
- * what memfd_create, shm_open, ftruncate or mmap returned.  On error *out is
+ * atomics are not lock-free, so not usable across processes), -ENOSPC (the
+ * shm fallback: /dev/shm is full), -EMFILE, or what memfd_create, shm_open,
+ * ftruncate or mmap returned.  On error *out is
  * NULL and nothing is left mapped or open. */
 MMK_API int mmk_ring_new(mmk_ring **out, size_t min_size, unsigned flags);
 
