@@ -13,9 +13,9 @@
  *             worker (the default of `mmk torrent verify`);
  *   sync      the same without the read-ahead thread;
  *   pin       zero-copy views (mmk_group_pin), faulted in by the read-ahead
- *             thread (what the default, auto, does for files of 1 MiB or
- *             more).  "first-touch": a fresh scan cache and group every
- *             round, as in a read-once verify; "hot": windows kept mapped.
+ *             thread: what the default (auto) does in a file this large.
+ *             "first-touch": a fresh scan cache and group every round, as in
+ *             a read-once verify; "hot": windows kept mapped.
  *
  *   cold      the round's pieces dropped from the page cache first
  *             (POSIX_FADV_DONTNEED), on both sides (state "first-touch").
@@ -363,10 +363,14 @@ static const bench_scenario torrent_scenarios[] = {
       BENCH_HOT, BENCH_GBPS, TARGET_J2, setup_plain, pread_j2, plain_loop, tor_free },
     { "torrent-sync-j1", "verify -j 1 --readahead 0 (pread in the hashing thread) vs the loop",
       BENCH_HOT, BENCH_GBPS, 0, setup_plain, sync_j1, plain_loop, tor_free },
-    { "torrent-pin-j1", "verify -j 1 --pin (= auto here), fresh mappings vs pread + SHA-1 loop",
+    { "torrent-pin-j1", "verify -j 1 --pin (the default here), fresh mappings vs the loop",
       BENCH_FIRST_TOUCH, BENCH_GBPS, TARGET_J1, setup_plain, pin_j1, plain_loop, tor_free },
-    { "torrent-pin-j2", "verify -j 2 --pin (= auto here), fresh mappings vs the single loop",
+    { "torrent-pin-j2", "verify -j 2 --pin (the default here), fresh mappings vs the 1-thread loop",
       BENCH_FIRST_TOUCH, BENCH_GBPS, TARGET_J2, setup_plain, pin_j2, plain_loop, tor_free },
+    { "torrent-pin-vs-pread-j1", "verify -j 1: --pin (fresh mappings) vs --pread, side by side",
+      BENCH_FIRST_TOUCH, BENCH_GBPS, 0, setup_plain, pin_j1, pread_j1, tor_free },
+    { "torrent-pin-vs-pread-j2", "verify -j 2: --pin (fresh mappings) vs --pread, side by side",
+      BENCH_FIRST_TOUCH, BENCH_GBPS, 0, setup_plain, pin_j2, pread_j2, tor_free },
     { "torrent-pin-hot-j1", "verify -j 1 --pin, windows kept mapped vs pread + SHA-1 loop",
       BENCH_HOT, BENCH_GBPS, 0, setup_plain, pin_hot_j1, plain_loop, tor_free },
     { "torrent-cold-pread-j2", "verify -j 2 (pread), pieces evicted first, vs the loop, "
@@ -378,10 +382,14 @@ static const bench_scenario torrent_scenarios[] = {
     { "torrent-loop-sha1", "pread + SHA-1 loop vs SHA-1 in memory: ratio = its fraction "
       "of 1-core SHA-1 speed", BENCH_HOT, BENCH_GBPS, 0, setup_mem, plain_loop, sha1_mem,
       tor_free },
-    { "torrent-j1-sha1", "verify -j 1 (pread) vs SHA-1 in memory: ratio = fraction of "
-      "1-core SHA-1 speed", BENCH_HOT, BENCH_GBPS, 0, setup_mem, pread_j1, sha1_mem, tor_free },
-    { "torrent-j2-sha1", "verify -j 2 (pread) vs SHA-1 in memory (1 core): > 1 = beyond "
-      "one core", BENCH_HOT, BENCH_GBPS, 0, setup_mem, pread_j2, sha1_mem, tor_free },
+    { "torrent-j1-sha1", "verify -j 1 (pin, the default here) vs SHA-1 in memory: ratio = "
+      "fraction of 1-core SHA-1 speed", BENCH_FIRST_TOUCH, BENCH_GBPS, 0, setup_mem, pin_j1,
+      sha1_mem, tor_free },
+    { "torrent-j2-sha1", "verify -j 2 (pin, the default here) vs SHA-1 in memory (1 core): "
+      "> 1 = beyond one core", BENCH_FIRST_TOUCH, BENCH_GBPS, 0, setup_mem, pin_j2, sha1_mem,
+      tor_free },
+    { "torrent-pread-j1-sha1", "verify -j 1 --pread vs SHA-1 in memory: fraction of 1-core "
+      "SHA-1 speed", BENCH_HOT, BENCH_GBPS, 0, setup_mem, pread_j1, sha1_mem, tor_free },
 };
 
 const bench_group bench_group_torrent = {

@@ -128,7 +128,7 @@ static int parse_piece_len(const char *s, unsigned *log2)
 
 /* Options every action takes. */
 enum {
-    OPT_JSON = 1000, OPT_PIN, OPT_PREAD, OPT_AUTO, OPT_READAHEAD, OPT_CHUNK, OPT_NO_DATE, OPT_SOURCE,
+    OPT_JSON = 1000, OPT_PIN, OPT_PREAD, OPT_AUTO, OPT_READAHEAD, OPT_CHUNK,
 };
 
 typedef struct common {
@@ -821,7 +821,7 @@ const mmk_tool_cmd mmk_cmd_torrent = {
         "         the files they touch.\n"
         "           --auto       hash files of 1 MiB or more in place (mmk_group_pin),\n"
         "                        copy smaller ones (mmk_group_pread): the default,\n"
-        "                        fastest for a read-once scan of both kinds\n"
+        "                        the fastest read-once scan of both kinds\n"
         "           --pread      always copy into reused buffers\n"
         "           --pin        always hash in place (zero-copy)\n"
         "           --readahead N  chunks read ahead per thread (default 3; 0: none)\n"

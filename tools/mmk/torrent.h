@@ -145,7 +145,7 @@ enum {
 
 typedef struct mmk_verify_opts {
     unsigned threads;   /* 0: one per CPU */
-    int      read_mode; /* MMK_READ_AUTO, _PREAD or _PIN (verify.h) */
+    int      read_mode; /* MMK_READ_AUTO (0), _PREAD or _PIN (verify.h) */
     int      depth;     /* chunks per worker, 0: no read-ahead thread, -1: default */
     size_t   chunk;     /* 0: default */
     void   (*progress)(void *arg, uint64_t done, uint64_t total);

@@ -23,13 +23,16 @@
  *                   hashed under mmk_guard_run (a file shrinking under us is
  *                   an unreadable piece, not a SIGBUS);
  *   MMK_READ_AUTO   pin inside files of at least MMK_HASH_PIN_MIN_FILE bytes,
- *                   pread elsewhere.  Measured on a 2-vCPU VM, page cache
- *                   warm, fresh mappings (a read-once scan): over a 1 GiB
- *                   file pin costs 0.81 s of CPU per GiB against pread's
- *                   0.90 (fault-around maps 16 pages per fault; a copy
- *                   touches every byte twice), but over 20,000 files of
- *                   4-16 KiB pread costs 0.52 s against pin's 0.85 (a
- *                   mapping per file).
+ *                   pread elsewhere: the default.
+ *
+ * Measured side by side (bench/bench_torrent.c; 2-vCPU VM, SHA-NI, page
+ * cache warm, fresh mappings as in a read-once verify): over a 1 GiB file,
+ * one worker hashes at the SHA-1 speed of a core either way (its reader
+ * copies or faults on the other core), and two workers hash 1.15x faster
+ * with pins than with pread (no copy: a core's time goes to SHA-1); over
+ * files of 1-2 MiB pins still win by 5%; over 20,000 files of 4-16 KiB they
+ * lose (a mapping per file, and chunks spanning many files exhaust a scan
+ * cache's budget).
  *
  * Thread safety: one job per call; the group may be shared with other
  * readers.
@@ -63,8 +66,7 @@ enum {
 #define MMK_HASH_DEPTH 3                 /* chunks in flight per worker: one
                                             hashed, two read ahead */
 #define MMK_HASH_MAX_THREADS 1024
-/* MMK_READ_AUTO pins inside files at least this large (where a mapping's
- * setup is small against the copy it saves; see above). */
+/* MMK_READ_AUTO pins inside files at least this large (measured above). */
 #define MMK_HASH_PIN_MIN_FILE ((uint64_t)1 << 20)
 
 typedef struct mmk_hash_run {
@@ -85,8 +87,8 @@ typedef struct mmk_hash_job {
     unsigned char       *status;    /* npieces MMK_PIECE_*: pieces in runs are written */
     unsigned             threads;   /* workers; 0: one per CPU we may run on */
     int                  read_mode; /* MMK_READ_AUTO, _PREAD or _PIN */
-    const uint64_t      *file_sizes; /* for AUTO: the group's files' sizes, in order
-                                        (NULL: AUTO reads like PREAD) */
+    const uint64_t      *file_sizes; /* for AUTO: the sizes of the group's files,
+                                        in order (NULL: AUTO reads as PREAD) */
     size_t               nfiles;
     int                  depth;     /* chunks per worker; 0: no reader thread; -1: default */
     size_t               chunk;     /* 0: MMK_HASH_CHUNK */
