@@ -71,6 +71,8 @@ struct mmk_file {
     pthread_mutex_t  sync_lock;
     mmk__syncer     *syncer;        /* PERIODIC */
     struct mmk_fs   *fs;            /* the fs it was opened in, or NULL */
+    int              dirfd;         /* MMK_CREATE: its directory, or -1 */
+    atomic_bool      dir_pending;   /* that directory not yet synced */
     uint64_t         next_sync_ms;  /* PERIODIC, under the syncer's lock */
     mmk_file        *sync_next;     /* the syncer's list */
 };
@@ -158,6 +160,7 @@ int mmk__file_from_fd_in(mmk_file **out, int fd, const mmk_file_opts *o, mmk__sy
     if (!f)
         return -ENOMEM;
     f->fd = fd;
+    f->dirfd = -1;
     f->flags = o->flags;
     f->policy = o->sync;
     f->every = o->sync_every;
@@ -218,9 +221,35 @@ int mmk_file_open(mmk_file **out, const char *path, const mmk_file_opts *opts)
     int fd = mmk__sys.open(path, of, mode);
     if (fd < 0)
         return mmk__neg_errno();
-    if ((rc = mmk__file_from_fd(out, fd, o)) < 0)
+    if ((rc = mmk__file_from_fd(out, fd, o)) < 0) {
         mmk__close_quiet(fd);
-    return rc;
+        return rc;
+    }
+    if (o->flags & MMK_CREATE) {
+        /* The file may be new: its name is durable only once its directory
+         * is synced, which the first sync does. */
+        const char *slash = strrchr(path, '/');
+        int dfd;
+        if (!slash) {
+            dfd = mmk__sys.open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+        } else if (slash == path) {
+            dfd = mmk__sys.open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+        } else {
+            char *dir = strndup(path, (size_t)(slash - path));
+            dfd = dir ? mmk__sys.open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0) : -1;
+            free(dir);
+        }
+        mmk__file_set_dir(*out, dfd);
+    }
+    return 0;
+}
+
+void mmk__file_set_dir(mmk_file *f, int dirfd)
+{
+    /* Without a directory descriptor the file still works; its name is
+     * then as durable as the filesystem makes it. */
+    f->dirfd = dirfd;
+    atomic_store(&f->dir_pending, dirfd >= 0);
 }
 
 int mmk_file_close(mmk_file *f)
@@ -239,6 +268,7 @@ int mmk_file_close(mmk_file *f)
     if (f->cf)
         mmk_cache_detach(f->cf);
     int crc = mmk__close_quiet(f->fd);
+    mmk__close_quiet(f->dirfd);
     pthread_mutex_destroy(&f->sync_lock);
     free(f);
     return rc ? rc : crc;
@@ -316,6 +346,11 @@ int mmk_file_sync(mmk_file *f)
         if (plain)
             atomic_store(&f->plain_dirty, true);
         atomic_store(&f->dirty, true);
+    } else if (atomic_load(&f->dir_pending)) {
+        if (mmk__sys.fsync(f->dirfd) < 0)
+            rc = mmk__neg_errno();
+        else
+            atomic_store(&f->dir_pending, false);
     }
     pthread_mutex_unlock(&f->sync_lock);
     return rc;

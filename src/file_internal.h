@@ -22,6 +22,9 @@ struct mmk_fs;
 int mmk__file_from_fd_in(mmk_file **out, int fd, const mmk_file_opts *o, mmk__syncer *syncer,
                          struct mmk_fs *fs);
 void mmk__fs_forget(struct mmk_fs *fs, mmk_file *f);
+/* MMK_CREATE: the directory holding the file (taken over; -1 for none),
+ * fsynced by the first successful mmk_file_sync. */
+void mmk__file_set_dir(mmk_file *f, int dirfd);
 /* The fs of f is being freed while f stays open (pins held): f forgets it,
  * and a PERIODIC f moves from the fs's syncer to the process-wide one. */
 void mmk__file_leave_fs(mmk_file *f);

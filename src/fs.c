@@ -277,6 +277,19 @@ int mmk_fs_open(mmk_fs *fs, mmk_file **out, const char *relpath, unsigned flags)
         mmk__close_quiet(fd);
         return rc;
     }
+    if (flags & MMK_CREATE) {
+        /* Its directory, beneath the root, for the first sync. */
+        const char *slash = strrchr(relpath, '/');
+        int dfd;
+        if (!slash || slash == relpath) {
+            dfd = mmk__sys.openat(fs->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+        } else {
+            char *dir = strndup(relpath, (size_t)(slash - relpath));
+            dfd = dir ? resolve(fs, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0) : -1;
+            free(dir);
+        }
+        mmk__file_set_dir(f, dfd < 0 ? -1 : dfd);
+    }
     if ((rc = track(fs, f)) < 0) {
         mmk_file_close(f);
         return rc;

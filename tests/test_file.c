@@ -1839,3 +1839,33 @@ Test(file, plain_mode_policies)
     cr_assert_eq(sync_events(), ev + 1, "CLOSE: one fdatasync");
     inject_reset();
 }
+
+/* A file made by MMK_CREATE exists for sure only once its directory is
+ * synced: the first sync does that, once; later syncs do not repeat it. */
+Test(file, create_syncs_the_directory_once)
+{
+    const char *p = tu_path("new-file");
+    inject_install();
+    mmk_file *f = open_ok(p, &(mmk_file_opts){ .flags = MMK_RDWR | MMK_CREATE,
+                                                .sync = MMK_SYNC_NONE });
+    cr_assert_eq(mmk_file_write(f, "abc", 3), 3);
+    cr_assert_eq(mmk_file_sync(f), 0);
+    cr_expect_eq(inject_count(INJ_FSYNC), 1, "the directory is fsynced");
+    cr_assert_eq(mmk_file_write(f, "d", 1), 1);
+    cr_assert_eq(mmk_file_sync(f), 0);
+    cr_expect_eq(inject_count(INJ_FSYNC), 1, "only once");
+    inject_fail(INJ_FSYNC, 1, EIO);
+    cr_assert_eq(mmk_file_close(f), 0);
+    inject_reset();
+
+    /* A failed directory sync is reported and retried. */
+    const char *q = tu_path("other");
+    inject_install();
+    f = open_ok(q, &(mmk_file_opts){ .flags = MMK_RDWR | MMK_CREATE, .sync = MMK_SYNC_NONE });
+    inject_fail(INJ_FSYNC, 1, EIO);
+    cr_expect_eq(mmk_file_sync(f), -EIO);
+    cr_expect_eq(mmk_file_sync(f), 0, "retried");
+    cr_expect_eq(inject_count(INJ_FSYNC), 2);
+    mmk_file_close(f);
+    inject_reset();
+}

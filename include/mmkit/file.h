@@ -26,7 +26,9 @@
  *                      stopped with the last).
  * A sync writes back only what is dirty: msync(MS_SYNC) of the dirty part of
  * each window written through the cache, and fdatasync when the file's size
- * changed or bytes went through plain pwrite.  MS_ASYNC is never a sync.
+ * changed or bytes went through plain pwrite; for a handle opened with
+ * MMK_CREATE, the first sync also fsyncs the file's directory, so a new
+ * file's name is as durable as its bytes.  MS_ASYNC is never a sync.
  *
  * Faults: every copy between a window and the caller goes through the guard
  * (mmkit/guard.h): if another process (or handle) truncates the file, never
