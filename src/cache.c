@@ -536,6 +536,25 @@ static bool evict_one(mmk_cache *c)
 
 /* ---- files --------------------------------------------------------------- */
 
+/* Set up an attached file and put it on the cache's list (both attaches). */
+static void file_start(mmk_cache *c, mmk_cache_file *f, unsigned flags, uint64_t size)
+{
+    f->cache = c;
+    f->flags = flags;
+    f->prot = PROT_READ | ((flags & (MMK_RDWR | MMK_COPY)) ? PROT_WRITE : 0);
+    f->mflags = (flags & MMK_COPY) ? MAP_PRIVATE : MAP_SHARED;
+    atomic_init(&f->size, size);
+    atomic_init(&f->madv, -1);
+    pthread_mutex_init(&f->lock, NULL);
+    pthread_mutex_init(&f->size_lock, NULL);
+    pthread_mutex_lock(&c->lock);
+    f->next = c->files;
+    if (c->files)
+        c->files->prev = f;
+    c->files = f;
+    pthread_mutex_unlock(&c->lock);
+}
+
 int mmk_cache_attach(mmk_cache *c, int fd, unsigned flags, mmk_cache_file **out)
 {
     if (!out)
@@ -569,21 +588,7 @@ int mmk_cache_attach(mmk_cache *c, int fd, unsigned flags, mmk_cache_file **out)
     rc = S_ISDIR(st.st_mode) ? -EISDIR : !S_ISREG(st.st_mode) ? -ENODEV : 0;
     if (rc < 0)
         goto fail;
-    f->cache = c;
-    f->flags = flags;
-    f->prot = PROT_READ | ((flags & (MMK_RDWR | MMK_COPY)) ? PROT_WRITE : 0);
-    f->mflags = (flags & MMK_COPY) ? MAP_PRIVATE : MAP_SHARED;
-    atomic_init(&f->size, (uint64_t)st.st_size);
-    atomic_init(&f->madv, -1);
-    pthread_mutex_init(&f->lock, NULL);
-    pthread_mutex_init(&f->size_lock, NULL);
-
-    pthread_mutex_lock(&c->lock);
-    f->next = c->files;
-    if (c->files)
-        c->files->prev = f;
-    c->files = f;
-    pthread_mutex_unlock(&c->lock);
+    file_start(c, f, flags, (uint64_t)st.st_size);
     *out = f;
     return 0;
 
@@ -1238,20 +1243,7 @@ int mmk__cache_attach_lazy(mmk_cache *c, unsigned flags, uint64_t size,
         return -ENOMEM;
     f->fd = -1;
     f->src = *src;
-    f->cache = c;
-    f->flags = flags;
-    f->prot = PROT_READ | ((flags & (MMK_RDWR | MMK_COPY)) ? PROT_WRITE : 0);
-    f->mflags = (flags & MMK_COPY) ? MAP_PRIVATE : MAP_SHARED;
-    atomic_init(&f->size, size);
-    atomic_init(&f->madv, -1);
-    pthread_mutex_init(&f->lock, NULL);
-    pthread_mutex_init(&f->size_lock, NULL);
-    pthread_mutex_lock(&c->lock);
-    f->next = c->files;
-    if (c->files)
-        c->files->prev = f;
-    c->files = f;
-    pthread_mutex_unlock(&c->lock);
+    file_start(c, f, flags, size);
     *out = f;
     return 0;
 }
